@@ -1,0 +1,3 @@
+from chunkcast.cli import main
+
+raise SystemExit(main())

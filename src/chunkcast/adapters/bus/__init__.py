@@ -1,0 +1,1 @@
+"""Event bus implementations, chosen by URL scheme in :mod:`chunkcast.config`."""

@@ -1,0 +1,1 @@
+"""SQL catalogue (SQLAlchemy 2, async) and its Alembic migrations."""

@@ -1,0 +1,222 @@
+"""The catalogue on SQL (SQLite via aiosqlite, PostgreSQL via asyncpg)."""
+
+from collections.abc import Collection, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import delete, event, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+
+from chunkcast.adapters.db.models import ChunkJobRow, ChunkRow, RenditionRow, SegmentRow, VideoRow
+from chunkcast.config import Settings
+from chunkcast.domain.ladder import Rendition
+from chunkcast.domain.videos import (
+    Chunk,
+    RenditionInfo,
+    Segment,
+    Video,
+    VideoKind,
+    VideoStatus,
+)
+
+
+def make_engine(url: str) -> AsyncEngine:
+    """An async engine; SQLite gets WAL and a busy timeout so workers and API can share it."""
+    engine = create_async_engine(url, pool_pre_ping=not url.startswith("sqlite"))
+    if engine.dialect.name == "sqlite":
+
+        @event.listens_for(engine.sync_engine, "connect")
+        def _pragmas(conn: Any, _record: Any) -> None:
+            cursor = conn.cursor()
+            for pragma in ("journal_mode=WAL", "busy_timeout=10000", "foreign_keys=ON",
+                           "synchronous=NORMAL"):
+                cursor.execute(f"PRAGMA {pragma}")
+            cursor.close()
+
+    return engine
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _video(row: VideoRow) -> Video:
+    created = row.created_at if row.created_at.tzinfo else row.created_at.replace(tzinfo=UTC)
+    return Video(
+        id=row.id, kind=VideoKind(row.kind), title=row.title, status=VideoStatus(row.status),
+        created_at=created, error=row.error, duration=row.duration, width=row.width,
+        height=row.height, fps=row.fps, has_audio=row.has_audio, source_size=row.source_size,
+        jobs_total=row.jobs_total,
+    )
+
+
+class SqlVideoRepository:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        self._session = async_sessionmaker(engine, expire_on_commit=False)
+        self._insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+
+    async def add_video(self, video: Video) -> None:
+        async with self._session.begin() as s:
+            s.add(VideoRow(
+                id=video.id, kind=video.kind.value, title=video.title, status=video.status.value,
+                error=video.error, jobs_total=video.jobs_total, created_at=video.created_at,
+                updated_at=video.created_at,
+            ))
+
+    async def get_video(self, video_id: str) -> Video | None:
+        async with self._session() as s:
+            row = await s.get(VideoRow, video_id)
+            return _video(row) if row else None
+
+    async def list_videos(self, *, limit: int, offset: int) -> Sequence[Video]:
+        async with self._session() as s:
+            rows = await s.scalars(
+                select(VideoRow).order_by(VideoRow.created_at.desc(), VideoRow.id)
+                .limit(limit).offset(offset)
+            )
+            return [_video(r) for r in rows]
+
+    async def set_status(
+        self,
+        video_id: str,
+        status: VideoStatus,
+        *,
+        error: str | None = None,
+        only_from: Collection[VideoStatus] | None = None,
+    ) -> bool:
+        query = update(VideoRow).where(VideoRow.id == video_id)
+        if only_from is not None:
+            query = query.where(VideoRow.status.in_([s.value for s in only_from]))
+        async with self._session.begin() as s:
+            result = await s.execute(
+                query.values(status=status.value, error=error, updated_at=_now())
+            )
+            return bool(getattr(result, "rowcount", 0))
+
+    async def set_source_info(
+        self,
+        video_id: str,
+        *,
+        duration: float,
+        width: int,
+        height: int,
+        fps: float,
+        has_audio: bool,
+        source_size: int,
+    ) -> None:
+        async with self._session.begin() as s:
+            await s.execute(update(VideoRow).where(VideoRow.id == video_id).values(
+                duration=duration, width=width, height=height, fps=fps, has_audio=has_audio,
+                source_size=source_size, updated_at=_now(),
+            ))
+
+    async def set_plan(
+        self, video_id: str, renditions: Sequence[Rendition], jobs_total: int
+    ) -> None:
+        async with self._session.begin() as s:
+            for r in renditions:
+                await s.execute(self._insert(RenditionRow).values(
+                    video_id=video_id, name=r.name, width=r.width, height=r.height,
+                    video_kbps=r.video_kbps, audio_kbps=r.audio_kbps, fps=r.fps,
+                ).on_conflict_do_nothing())
+            await s.execute(update(VideoRow).where(VideoRow.id == video_id).values(
+                jobs_total=jobs_total, updated_at=_now()))
+
+    async def renditions(self, video_id: str) -> Sequence[RenditionInfo]:
+        async with self._session() as s:
+            rows = await s.scalars(
+                select(RenditionRow).where(RenditionRow.video_id == video_id)
+                .order_by(RenditionRow.height * RenditionRow.width)
+            )
+            return [
+                RenditionInfo(video_id, Rendition(r.name, r.width, r.height, r.video_kbps,
+                                                  r.audio_kbps, r.fps), r.codecs)
+                for r in rows
+            ]
+
+    async def set_codecs(self, video_id: str, rendition: str, codecs: str) -> None:
+        async with self._session.begin() as s:
+            await s.execute(update(RenditionRow).where(
+                RenditionRow.video_id == video_id, RenditionRow.name == rendition
+            ).values(codecs=codecs))
+
+    async def add_chunks(self, chunks: Sequence[Chunk]) -> None:
+        if not chunks:
+            return
+        async with self._session.begin() as s:
+            await s.execute(self._insert(ChunkRow).values([
+                dict(video_id=c.video_id, seq=c.seq, key=c.key, pts_start=c.pts_start,
+                     duration=c.duration, captured_at=c.captured_at)
+                for c in chunks
+            ]).on_conflict_do_nothing())
+
+    async def chunks(self, video_id: str) -> Sequence[Chunk]:
+        async with self._session() as s:
+            rows = await s.scalars(
+                select(ChunkRow).where(ChunkRow.video_id == video_id).order_by(ChunkRow.seq)
+            )
+            return [Chunk(r.video_id, r.seq, r.key, r.pts_start, r.duration, r.captured_at)
+                    for r in rows]
+
+    async def upsert_segments(self, segments: Sequence[Segment]) -> None:
+        if not segments:
+            return
+        stmt = self._insert(SegmentRow).values([
+            dict(video_id=g.video_id, rendition=g.rendition, seq=g.seq, key=g.key,
+                 pts_start=g.pts_start, duration=g.duration, captured_at=g.captured_at)
+            for g in segments
+        ])
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["video_id", "rendition", "seq"],
+            set_={c: stmt.excluded[c] for c in ("key", "pts_start", "duration", "captured_at")},
+        )
+        async with self._session.begin() as s:
+            await s.execute(stmt)
+
+    async def segments(self, video_id: str, rendition: str) -> Sequence[Segment]:
+        async with self._session() as s:
+            rows = await s.scalars(
+                select(SegmentRow)
+                .where(SegmentRow.video_id == video_id, SegmentRow.rendition == rendition)
+                .order_by(SegmentRow.seq)
+            )
+            return [Segment(r.video_id, r.rendition, r.seq, r.key, r.pts_start, r.duration,
+                            r.captured_at) for r in rows]
+
+    async def finish_job(self, video_id: str, seq: int, group: str) -> int:
+        async with self._session.begin() as s:
+            await s.execute(self._insert(ChunkJobRow).values(
+                video_id=video_id, seq=seq, worker_group=group, done_at=_now()
+            ).on_conflict_do_nothing())
+        return await self.jobs_done(video_id)
+
+    async def jobs_done(self, video_id: str) -> int:
+        async with self._session() as s:
+            count = await s.scalar(
+                select(func.count()).select_from(ChunkJobRow)
+                .where(ChunkJobRow.video_id == video_id)
+            )
+            return int(count or 0)
+
+    async def delete_video(self, video_id: str) -> None:
+        async with self._session.begin() as s:
+            for table in (SegmentRow, ChunkJobRow, ChunkRow, RenditionRow):
+                await s.execute(delete(table).where(table.video_id == video_id))
+            await s.execute(delete(VideoRow).where(VideoRow.id == video_id))
+
+    async def count_by_status(self) -> dict[str, int]:
+        async with self._session() as s:
+            rows = await s.execute(
+                select(VideoRow.status, func.count()).group_by(VideoRow.status)
+            )
+            return {status: int(n) for status, n in rows.tuples()}
+
+    async def close(self) -> None:
+        await self._engine.dispose()
+
+
+def open_repository(url: str, settings: Settings) -> SqlVideoRepository:
+    """Any SQLAlchemy async URL (``sqlite+aiosqlite://``, ``postgresql+asyncpg://``)."""
+    return SqlVideoRepository(make_engine(url))

@@ -1,0 +1,1 @@
+"""Object store implementations, chosen by URL scheme in :mod:`chunkcast.config`."""

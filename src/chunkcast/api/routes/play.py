@@ -1,0 +1,22 @@
+"""``/play/``: HLS playlists rendered from the catalogue."""
+
+from fastapi import APIRouter, Response
+
+from chunkcast.api.deps import PlatformDep
+from chunkcast.domain.ids import check_video_id
+from chunkcast.domain.media_types import PLAYLIST_VOD
+
+router = APIRouter(prefix="/play", tags=["playback"])
+M3U8 = "application/vnd.apple.mpegurl"
+
+
+@router.get("/{video_id}/master.m3u8")
+async def master(video_id: str, platform: PlatformDep) -> Response:
+    text = await platform.playback.master(check_video_id(video_id))
+    return Response(text, media_type=M3U8, headers={"Cache-Control": PLAYLIST_VOD})
+
+
+@router.get("/{video_id}/{rendition}/index.m3u8")
+async def media(video_id: str, rendition: str, platform: PlatformDep) -> Response:
+    text = await platform.playback.media(check_video_id(video_id), rendition)
+    return Response(text, media_type=M3U8, headers={"Cache-Control": PLAYLIST_VOD})

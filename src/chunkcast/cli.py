@@ -1,0 +1,175 @@
+"""The ``chunkcast`` command line."""
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TaskProgressColumn,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+
+from chunkcast.config import Settings, load_settings, prepare, read_admin_token
+
+console = Console(stderr=True)
+
+
+def _settings(args: argparse.Namespace, **overrides: Any) -> Settings:
+    return load_settings(args.config, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def _serve(settings: Settings, host: str, port: int, *, run_workers: bool) -> int:
+    import uvicorn
+
+    from chunkcast.adapters.db.migrate import upgrade
+    from chunkcast.api.app import create_app
+
+    upgrade(settings.database_url)
+    app = create_app(settings, run_workers=run_workers)
+    uvicorn.run(app, host=host, port=port, log_level="info", access_log=False,
+                ws_max_size=1 << 16, timeout_graceful_shutdown=10)
+    return 0
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    public = None if "CHUNKCAST_PUBLIC_URL" in os.environ else f"http://{args.host}:{args.port}"
+    settings = prepare(_settings(args, public_url=public))
+    console.print(f"chunkcast is starting at [bold]{settings.public_url}[/]")
+    console.print(f"data dir: {settings.data_dir}")
+    console.print(f"admin token: [bold]{settings.admin_token}[/]")
+    return _serve(settings, args.host, args.port, run_workers=True)
+
+
+def cmd_api(args: argparse.Namespace) -> int:
+    return _serve(prepare(_settings(args)), args.host, args.port, run_workers=False)
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from chunkcast.runtime import open_platform
+
+    settings = prepare(_settings(args))
+    unknown = set(args.group or ()) - set(settings.groups)
+    if unknown:
+        console.print(f"[red]unknown rendition group(s): {', '.join(sorted(unknown))}[/]")
+        return 2
+
+    async def main() -> None:
+        platform = open_platform(settings)
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                for consumer in platform.consumers(args.group or None):
+                    tasks.create_task(consumer.run())
+        finally:
+            await platform.close()
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(main())
+    return 0
+
+
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    from chunkcast.adapters.db.migrate import upgrade
+
+    settings = _settings(args)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    upgrade(settings.database_url)
+    console.print("database is up to date")
+    return 0
+
+
+def _bar(*columns: Any) -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), *columns, console=console)
+
+
+def cmd_upload(args: argparse.Namespace) -> int:
+    from chunkcast.client import ApiError, Client
+
+    path: Path = args.file
+    if not path.is_file():
+        console.print(f"[red]no such file: {path}[/]")
+        return 2
+    settings = _settings(args)
+    server = args.server or settings.public_url
+    token = args.token or read_admin_token(settings)
+    try:
+        with Client(server, token) as client:
+            created = client.create_video(args.title or path.stem)
+            video_id = created["id"]
+            with _bar(DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn()) as bar:
+                task = bar.add_task("upload", total=path.stat().st_size)
+                client.put_file(created["upload"], path, lambda n: bar.advance(task, n))
+            video = client.complete(video_id)
+            with _bar(TaskProgressColumn(), TextColumn("{task.fields[status]}")) as bar:
+                task = bar.add_task("transcode", total=100, status=video["status"])
+                while video["status"] not in ("ready", "failed"):
+                    time.sleep(0.5)
+                    video = client.video(video_id)
+                    bar.update(task, completed=video["progress"], status=video["status"])
+    except ApiError as exc:
+        console.print(f"[red]error: {exc.message}[/]")
+        return 1
+    if video["status"] == "failed":
+        console.print(f"[red]video {video_id} failed: {video['error']}[/]")
+        return 1
+    names = ", ".join(r["name"] for r in video["renditions"])
+    console.print(f"video {video_id} is ready ({names})")
+    print(f"watch: {video['playback']['watch']}")
+    print(f"hls:   {video['playback']['hls']}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="chunkcast", description=__doc__)
+    parser.add_argument("--config", type=Path, help="TOML settings file (env vars win)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    up = sub.add_parser("up", help="run the whole platform in one process (embedded)")
+    up.add_argument("--host", default="127.0.0.1")
+    up.add_argument("--port", type=int, default=8000)
+    up.set_defaults(func=cmd_up)
+
+    api = sub.add_parser("api", help="run an API process (distributed)")
+    api.add_argument("--host", default="127.0.0.1")
+    api.add_argument("--port", type=int, default=8000)
+    api.set_defaults(func=cmd_api)
+
+    worker = sub.add_parser("worker", help="run transcode workers (distributed)")
+    worker.add_argument("--group", action="append", help="rendition group (repeatable)")
+    worker.set_defaults(func=cmd_worker)
+
+    upload = sub.add_parser("upload", help="upload a file and wait until it plays")
+    upload.add_argument("file", type=Path)
+    upload.add_argument("--title")
+    upload.add_argument("--server", help="API URL (default: CHUNKCAST_PUBLIC_URL)")
+    upload.add_argument("--token", help="admin token (default: the local data dir's)")
+    upload.set_defaults(func=cmd_upload)
+
+    db = sub.add_parser("db", help="database maintenance")
+    db_sub = db.add_subparsers(dest="db_command", required=True)
+    db_sub.add_parser("upgrade", help="apply migrations").set_defaults(func=cmd_db_upgrade)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    args = build_parser().parse_args(argv)
+    code: int = args.func(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

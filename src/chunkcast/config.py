@@ -1,0 +1,138 @@
+"""Settings (env vars ``CHUNKCAST_*`` > TOML file > defaults) and the backend choosers.
+
+Each backend is picked by the scheme of its URL from a name -> import-string map; nothing
+else in the code branches on which backend is in use.
+"""
+
+import importlib
+import os
+import secrets
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from pydantic import Field
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from chunkcast.domain.ladder import parse_groups
+
+STORAGE_BACKENDS = {"file": "chunkcast.adapters.storage.local:open_store"}
+BUS_BACKENDS = {"memory": "chunkcast.adapters.bus.memory:open_bus"}
+DATABASE_BACKENDS = {
+    "sqlite": "chunkcast.adapters.db.repository:open_repository",
+    "postgresql": "chunkcast.adapters.db.repository:open_repository",
+}
+
+
+class Settings(BaseSettings):
+    """Every setting of a chunkcast process. Empty URL settings derive from ``data_dir``."""
+
+    model_config = SettingsConfigDict(env_prefix="CHUNKCAST_", extra="ignore")
+
+    data_dir: Path = Path("./chunkcast-data")
+    database_url: str = ""
+    storage_url: str = ""
+    bus_url: str = "memory://"
+    public_url: str = "http://127.0.0.1:8000"
+    cdn_url: str = ""
+    secret_key: str = ""
+    admin_token: str = ""
+    ladder_groups: str = "all=240p,360p,480p,720p,1080p"
+    ffmpeg: str = ""
+    x264_preset: str = "veryfast"
+    segment_seconds: int = Field(2, ge=1, le=10)
+    vod_chunk_seconds: int = Field(10, ge=2, le=600)
+    worker_concurrency: int = Field(2, ge=1, le=64)
+    ack_timeout_seconds: float = Field(300.0, gt=0)
+    max_attempts: int = Field(3, ge=1)
+    max_upload_bytes: int = Field(20 * 1024**3, gt=0)
+    upload_url_seconds: int = Field(3600, ge=60)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml = settings_cls.model_config.get("toml_file")
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if toml:
+            sources.append(TomlConfigSettingsSource(settings_cls))
+        return tuple(sources)
+
+    @property
+    def groups(self) -> dict[str, tuple[str, ...]]:
+        return parse_groups(self.ladder_groups)
+
+    @property
+    def media_base_url(self) -> str:
+        """Where viewers fetch segments and playlists: the CDN, else the API itself."""
+        return (self.cdn_url or self.public_url).rstrip("/")
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Settings from the environment, ``config_file`` (TOML) and explicit ``overrides``,
+    with derived URLs filled in. No files are written here (see :func:`prepare`)."""
+    if config_file is not None:
+
+        class _FromToml(Settings):
+            model_config = SettingsConfigDict(
+                env_prefix="CHUNKCAST_", extra="ignore", toml_file=config_file
+            )
+
+        settings: Settings = _FromToml(**overrides)
+    else:
+        settings = Settings(**overrides)
+    data = settings.data_dir.resolve()
+    return settings.model_copy(update={
+        "data_dir": data,
+        "database_url": settings.database_url or f"sqlite+aiosqlite:///{data}/chunkcast.db",
+        "storage_url": settings.storage_url or f"file://{data}/objects",
+    })
+
+
+def prepare(settings: Settings) -> Settings:
+    """Create the data dir and, when not configured, the secret key and admin token files
+    (generated once, mode 0600). Returns the settings with both filled in."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return settings.model_copy(update={
+        "secret_key": settings.secret_key or _read_or_create(settings.data_dir / "secret-key"),
+        "admin_token": settings.admin_token
+        or _read_or_create(settings.data_dir / "admin-token"),
+    })
+
+
+def read_admin_token(settings: Settings) -> str | None:
+    """The admin token a local CLI should use: configured, else the data dir's file."""
+    if settings.admin_token:
+        return settings.admin_token
+    path = settings.data_dir / "admin-token"
+    return path.read_text().strip() if path.exists() else None
+
+
+def _read_or_create(path: Path) -> str:
+    if path.exists():
+        return path.read_text().strip()
+    value = secrets.token_urlsafe(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(value + "\n")
+    return value
+
+
+def load_backend(table: dict[str, str], url: str) -> Any:
+    """The factory registered for ``url``'s scheme (``sqlite+aiosqlite`` -> ``sqlite``)."""
+    scheme = urlsplit(url).scheme.split("+", 1)[0]
+    if scheme not in table:
+        raise ValueError(f"unsupported URL scheme {scheme!r} in {url!r}; "
+                         f"expected one of {', '.join(sorted(table))}")
+    module, _, name = table[scheme].partition(":")
+    return getattr(importlib.import_module(module), name)

@@ -1,0 +1,88 @@
+"""Bus events: frozen dataclasses serialised as JSON with a type and a schema version."""
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+SCHEMA_VERSION = 1
+
+# Topic names, one per event family (ARCHITECTURE §2).
+SOURCES = "sources"
+CHUNKS = "chunks"
+SEGMENTS = "segments"
+VIDEOS = "videos"
+
+
+@dataclass(frozen=True)
+class SourceUploaded:
+    type: ClassVar[str] = "source.uploaded"
+    video_id: str
+    key: str
+
+
+@dataclass(frozen=True)
+class ChunkUploaded:
+    """A chunk to transcode. For VOD, ``key`` may be the whole source: the worker seeks
+    accurately to ``pts_start`` and reads ``duration`` seconds (no intermediate copy)."""
+
+    type: ClassVar[str] = "chunk.uploaded"
+    video_id: str
+    kind: Literal["live", "vod"]
+    seq: int
+    key: str
+    pts_start: float
+    duration: float
+    captured_at: str | None = None
+
+
+@dataclass(frozen=True)
+class SegmentReady:
+    type: ClassVar[str] = "segment.ready"
+    video_id: str
+    rendition: str
+    seq: int
+    key: str
+    init_key: str
+    pts_start: float
+    duration: float
+    captured_at: str | None
+    ready_at: str
+
+
+@dataclass(frozen=True)
+class VideoStatusChanged:
+    type: ClassVar[str] = "video.status"
+    video_id: str
+    status: str
+    error: str | None = None
+
+
+Event = SourceUploaded | ChunkUploaded | SegmentReady | VideoStatusChanged
+
+EVENT_TYPES: dict[str, type[Event]] = {
+    cls.type: cls for cls in (SourceUploaded, ChunkUploaded, SegmentReady, VideoStatusChanged)
+}
+
+
+def encode(event: Event) -> str:
+    """Serialise an event to JSON (one line)."""
+    body: dict[str, Any] = {"type": event.type, "v": SCHEMA_VERSION}
+    body.update(dataclasses.asdict(event))
+    return json.dumps(body, separators=(",", ":"))
+
+
+def decode(data: str | bytes) -> Event:
+    """Parse JSON produced by :func:`encode`; unknown fields are ignored."""
+    body = json.loads(data)
+    cls = EVENT_TYPES[body.pop("type")]
+    body.pop("v", None)
+    names = {f.name for f in dataclasses.fields(cls)}
+    return cls(**{k: v for k, v in body.items() if k in names})
+
+TOPIC_EVENTS: dict[str, tuple[type[Event], ...]] = {
+    SOURCES: (SourceUploaded,),
+    CHUNKS: (ChunkUploaded,),
+    SEGMENTS: (SegmentReady,),
+    VIDEOS: (VideoStatusChanged,),
+}

@@ -1,0 +1,76 @@
+"""HLS playlist rendering (RFC 8216): pure functions from segment lists to m3u8 text."""
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class PlaylistSegment:
+    seq: int
+    duration: float
+    uri: str
+    program_date_time: str | None = None
+
+
+@dataclass(frozen=True)
+class Variant:
+    uri: str
+    bandwidth: int
+    average_bandwidth: int
+    width: int
+    height: int
+    codecs: str
+    frame_rate: float
+
+
+def render_master(variants: Sequence[Variant]) -> str:
+    """Master playlist listing every rendition, lowest bandwidth first."""
+    lines = ["#EXTM3U", "#EXT-X-VERSION:7", "#EXT-X-INDEPENDENT-SEGMENTS"]
+    for v in sorted(variants, key=lambda v: v.bandwidth):
+        lines.append(
+            f"#EXT-X-STREAM-INF:BANDWIDTH={v.bandwidth},AVERAGE-BANDWIDTH={v.average_bandwidth},"
+            f'RESOLUTION={v.width}x{v.height},FRAME-RATE={v.frame_rate:.3f},CODECS="{v.codecs}"'
+        )
+        lines.append(v.uri)
+    return "\n".join(lines) + "\n"
+
+
+def render_media(
+    segments: Sequence[PlaylistSegment],
+    init_uri: str,
+    *,
+    ended: bool,
+    vod: bool,
+    target_duration: float | None = None,
+) -> str:
+    """Media playlist. ``vod`` marks PLAYLIST-TYPE:VOD; ``ended`` adds EXT-X-ENDLIST.
+
+    ``segments`` must be in seq order; a hole in the numbering is marked with
+    EXT-X-DISCONTINUITY so players do not expect continuous timestamps across it.
+    """
+    longest = max((s.duration for s in segments), default=target_duration or 2.0)
+    target = math.ceil(max(longest, target_duration or 0.0) - 1e-3)
+    first = segments[0].seq if segments else 0
+    lines = [
+        "#EXTM3U",
+        "#EXT-X-VERSION:7",
+        f"#EXT-X-TARGETDURATION:{max(target, 1)}",
+        f"#EXT-X-MEDIA-SEQUENCE:{first}",
+        "#EXT-X-INDEPENDENT-SEGMENTS",
+    ]
+    if vod:
+        lines.append("#EXT-X-PLAYLIST-TYPE:VOD")
+    lines.append(f'#EXT-X-MAP:URI="{init_uri}"')
+    previous: int | None = None
+    for s in segments:
+        if previous is not None and s.seq != previous + 1:
+            lines.append("#EXT-X-DISCONTINUITY")
+        if s.program_date_time:
+            lines.append(f"#EXT-X-PROGRAM-DATE-TIME:{s.program_date_time}")
+        lines.append(f"#EXTINF:{s.duration:.6f},")
+        lines.append(s.uri)
+        previous = s.seq
+    if ended:
+        lines.append("#EXT-X-ENDLIST")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,101 @@
+"""Videos and their life cycle."""
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from chunkcast.domain.errors import Conflict
+from chunkcast.domain.ladder import Rendition
+
+
+class VideoKind(StrEnum):
+    VOD = "vod"
+    LIVE = "live"
+
+
+class VideoStatus(StrEnum):
+    CREATED = "created"  # waiting for the upload
+    UPLOADED = "uploaded"  # source stored, waiting for the splitter
+    PROCESSING = "processing"  # chunks are being transcoded
+    READY = "ready"
+    FAILED = "failed"
+    IDLE = "idle"  # live: no chunk yet
+    LIVE = "live"
+    ENDED = "ended"
+
+
+_NEXT: dict[VideoStatus, frozenset[VideoStatus]] = {
+    VideoStatus.CREATED: frozenset({VideoStatus.UPLOADED, VideoStatus.FAILED}),
+    VideoStatus.UPLOADED: frozenset({VideoStatus.PROCESSING, VideoStatus.FAILED}),
+    VideoStatus.PROCESSING: frozenset({VideoStatus.READY, VideoStatus.FAILED}),
+    VideoStatus.READY: frozenset(),
+    VideoStatus.FAILED: frozenset(),
+    VideoStatus.IDLE: frozenset({VideoStatus.LIVE, VideoStatus.ENDED, VideoStatus.FAILED}),
+    VideoStatus.LIVE: frozenset({VideoStatus.ENDED, VideoStatus.FAILED}),
+    VideoStatus.ENDED: frozenset(),
+}
+
+
+def can_move(current: VideoStatus, new: VideoStatus) -> bool:
+    """Whether the state machine allows ``current`` → ``new``."""
+    return new in _NEXT[current]
+
+
+def check_move(current: VideoStatus, new: VideoStatus) -> None:
+    """Raise Conflict unless ``current`` → ``new`` is allowed."""
+    if not can_move(current, new):
+        raise Conflict(f"video is {current.value}, it cannot become {new.value}")
+
+
+@dataclass(frozen=True)
+class Video:
+    """A video (VOD upload or live stream) as the catalogue knows it."""
+
+    id: str
+    kind: VideoKind
+    title: str
+    status: VideoStatus
+    created_at: datetime
+    error: str | None = None
+    duration: float | None = None
+    width: int | None = None
+    height: int | None = None
+    fps: float | None = None
+    has_audio: bool | None = None
+    source_size: int | None = None
+    jobs_total: int = 0  # chunk x worker-group transcodes this video needs
+
+
+@dataclass(frozen=True)
+class RenditionInfo:
+    """A rendition of one video, with the codec string read from its init segment."""
+
+    video_id: str
+    rendition: Rendition
+    codecs: str | None = None
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One fMP4 media segment of one rendition."""
+
+    video_id: str
+    rendition: str
+    seq: int
+    key: str
+    pts_start: float
+    duration: float
+    captured_at: str | None = None
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A piece of a source to transcode: a live chunk object, or a time range of a VOD
+    source (``key`` is then the source and the worker seeks to ``pts_start``)."""
+
+    video_id: str
+    seq: int
+    key: str
+    pts_start: float
+    duration: float
+    captured_at: str | None = None

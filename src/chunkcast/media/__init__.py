@@ -1,0 +1,1 @@
+"""ffmpeg knowledge: argv builders (pure), probing, process supervision, MP4 inspection."""

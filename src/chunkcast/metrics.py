@@ -1,0 +1,42 @@
+"""Prometheus instruments of one process, on a registry of its own (no global state)."""
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.uploads = Counter(
+            "chunkcast_uploads", "Upload completions by result.", ["result"],
+            registry=self.registry,
+        )
+        self.videos = Gauge(
+            "chunkcast_videos", "Videos by status.", ["status"], registry=self.registry
+        )
+        self.transcode_seconds = Histogram(
+            "chunkcast_transcode_seconds", "Wall time to transcode one chunk, per rendition group.",
+            ["group"], registry=self.registry,
+            buckets=(0.25, 0.5, 1, 2, 4, 8, 16, 32, 64, 128),
+        )
+        self.realtime_factor = Histogram(
+            "chunkcast_transcode_realtime_factor",
+            "Seconds of media transcoded per second of wall time, per rendition group.",
+            ["group"], registry=self.registry,
+            buckets=(0.25, 0.5, 0.75, 1, 1.5, 2, 3, 4, 6, 8, 12),
+        )
+        self.bus_backlog = Gauge(
+            "chunkcast_bus_backlog", "Events not yet acked, per topic and consumer group.",
+            ["topic", "group"], registry=self.registry,
+        )
+        self.handler_failures = Counter(
+            "chunkcast_handler_failures", "Events whose handler raised, per topic and group.",
+            ["topic", "group"], registry=self.registry,
+        )
+
+    def observe_transcode(self, group: str, media_seconds: float, wall_seconds: float) -> None:
+        self.transcode_seconds.labels(group).observe(wall_seconds)
+        if wall_seconds > 0:
+            self.realtime_factor.labels(group).observe(media_seconds / wall_seconds)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,1 @@
+"""Interfaces (typing.Protocol) that services depend on and adapters implement."""

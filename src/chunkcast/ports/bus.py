@@ -1,0 +1,44 @@
+"""The event bus: topics, consumer groups, at-least-once delivery."""
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from chunkcast.domain.events import Event
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One event handed to one consumer; ``attempt`` counts deliveries (1 = first)."""
+
+    topic: str
+    group: str
+    id: str
+    event: Event
+    attempt: int
+
+
+class EventBus(Protocol):
+    """Each consumer group sees every event of a topic published after the group was created;
+    members of one group share them. An event read but not acked within the ack timeout is
+    handed out again (to any member), including after a restart of the process."""
+
+    async def publish(self, topic: str, event: Event) -> str:
+        """Append ``event`` to ``topic``; returns its id."""
+
+    async def ensure_group(self, topic: str, group: str) -> None:
+        """Create the consumer group if it does not exist (idempotent)."""
+
+    async def read(
+        self, topic: str, group: str, consumer: str, *, count: int = 1, block_s: float = 1.0
+    ) -> list[Delivery]:
+        """Up to ``count`` events for this consumer: expired unacked ones first, then new
+        ones; waits up to ``block_s`` when there are none."""
+
+    async def ack(self, delivery: Delivery) -> None:
+        """The consumer is done with this event; it is never handed out again."""
+
+    async def backlog(self, topic: str, group: str) -> int:
+        """Events of ``topic`` the group has not acked yet (waiting or in flight)."""
+
+    async def close(self) -> None:
+        """Release connections and files."""

@@ -1,0 +1,107 @@
+"""Wiring: open the configured backends and build the services and consumers on them.
+Only the app factory, the worker entry point and the CLI call this."""
+
+import os
+import socket
+from dataclasses import dataclass, field
+from typing import Any
+
+from chunkcast.config import (
+    BUS_BACKENDS,
+    DATABASE_BACKENDS,
+    STORAGE_BACKENDS,
+    Settings,
+    load_backend,
+)
+from chunkcast.domain import events
+from chunkcast.domain.events import Event
+from chunkcast.media.argv import EncodeOptions
+from chunkcast.media.process import ffmpeg_path
+from chunkcast.metrics import Metrics
+from chunkcast.ports.bus import EventBus
+from chunkcast.ports.repository import VideoRepository
+from chunkcast.ports.storage import ObjectStore
+from chunkcast.services.ingest import Splitter
+from chunkcast.services.lifecycle import Lifecycle
+from chunkcast.services.playback import Playback
+from chunkcast.services.transcoding import TranscodeConfig, Transcoder
+from chunkcast.services.videos import Videos
+from chunkcast.worker.consumer import Consumer
+
+SPLITTER_GROUP = "splitter"
+
+
+@dataclass
+class Platform:
+    settings: Settings
+    store: ObjectStore
+    bus: EventBus
+    repo: VideoRepository
+    metrics: Metrics = field(default_factory=Metrics)
+
+    def __post_init__(self) -> None:
+        s = self.settings
+        self.lifecycle = Lifecycle(self.repo, self.bus)
+        self.playback = Playback(self.repo, self.store, s.media_base_url, s.public_url,
+                                 s.segment_seconds)
+        self.videos = Videos(self.repo, self.store, self.bus, self.lifecycle, self.metrics,
+                             upload_url_seconds=s.upload_url_seconds)
+
+    async def close(self) -> None:
+        await self.bus.close()
+        await self.repo.close()
+        await self.store.close()
+
+    def consumers(self, groups: list[str] | None = None) -> list[Consumer]:
+        """The splitter and one transcoder consumer per rendition group (all by default)."""
+        s = self.settings
+        name = f"{socket.gethostname()}-{os.getpid()}"
+        splitter = Splitter(self.repo, self.store, self.bus, self.lifecycle, s.groups,
+                            chunk_seconds=s.vod_chunk_seconds, segment_seconds=s.segment_seconds)
+        out = [self._consumer(events.SOURCES, SPLITTER_GROUP, name,
+                              {events.SourceUploaded: splitter.handle}, concurrency=1)]
+        options = EncodeOptions(preset=s.x264_preset, segment_seconds=s.segment_seconds)
+        for group in groups or list(s.groups):
+            transcoder = Transcoder(
+                self.repo, self.store, self.bus, self.lifecycle, self.playback, self.metrics,
+                TranscodeConfig(ffmpeg_path(s.ffmpeg), group, s.groups, options),
+            )
+            out.append(self._consumer(events.CHUNKS, group, name,
+                                      {events.ChunkUploaded: transcoder.handle},
+                                      concurrency=s.worker_concurrency))
+        return out
+
+    def _consumer(self, topic: str, group: str, name: str, handlers: dict[type[Event], Any],
+                  *, concurrency: int) -> Consumer:
+        return Consumer(
+            self.bus, topic, group, name, handlers, events.TOPIC_EVENTS[topic],
+            metrics=self.metrics, concurrency=concurrency,
+            max_attempts=self.settings.max_attempts, give_up=self._give_up,
+        )
+
+    async def _give_up(self, event: Event, exc: BaseException) -> None:
+        video_id = getattr(event, "video_id", None)
+        if video_id:
+            await self.lifecycle.fail(video_id, f"internal error while processing: {exc}")
+
+    async def update_gauges(self) -> None:
+        """Refresh the gauges that are read from the catalogue and the bus at scrape time."""
+        for status, count in (await self.repo.count_by_status()).items():
+            self.metrics.videos.labels(status).set(count)
+        groups = [(events.SOURCES, SPLITTER_GROUP)] + [(events.CHUNKS, g)
+                                                        for g in self.settings.groups]
+        for topic, group in groups:
+            self.metrics.bus_backlog.labels(topic, group).set(
+                await self.bus.backlog(topic, group))
+
+
+def open_platform(settings: Settings) -> Platform:
+    """Open every backend named by the settings' URLs."""
+    return Platform(
+        settings=settings,
+        store=load_backend(STORAGE_BACKENDS, settings.storage_url)(settings.storage_url,
+                                                                    settings),
+        bus=load_backend(BUS_BACKENDS, settings.bus_url)(settings.bus_url, settings),
+        repo=load_backend(DATABASE_BACKENDS, settings.database_url)(settings.database_url,
+                                                                     settings),
+    )

@@ -1,0 +1,81 @@
+"""The splitter: probe an uploaded source, choose its ladder and cut it into chunks."""
+
+import math
+
+from chunkcast.domain import events
+from chunkcast.domain.errors import MediaError
+from chunkcast.domain.ladder import choose_ladder, renditions_for_group
+from chunkcast.domain.videos import Chunk, VideoStatus
+from chunkcast.media.probe import probe
+from chunkcast.ports.bus import EventBus
+from chunkcast.ports.repository import VideoRepository
+from chunkcast.ports.storage import ObjectStore
+from chunkcast.services.lifecycle import Lifecycle
+
+# A tail shorter than this joins the chunk before it rather than becoming a chunk of its own.
+MIN_TAIL_SECONDS = 0.5
+
+
+def plan_chunks(duration: float, chunk_seconds: float) -> list[tuple[float, float]]:
+    """``(start, length)`` of each chunk covering ``[0, duration)``."""
+    count = max(1, math.ceil(duration / chunk_seconds - 1e-9))
+    spans = [(i * chunk_seconds, chunk_seconds) for i in range(count)]
+    start, _ = spans[-1]
+    tail = duration - start
+    if tail < MIN_TAIL_SECONDS and count > 1:
+        spans.pop()
+        start, _ = spans[-1]
+        tail = duration - start
+    spans[-1] = (start, tail)
+    return spans
+
+
+class Splitter:
+    """VOD chunks are time ranges of the source: each worker seeks into the stored source
+    accurately, so no intermediate copy of the video is written."""
+
+    def __init__(self, repo: VideoRepository, store: ObjectStore, bus: EventBus,
+                 lifecycle: Lifecycle, groups: dict[str, tuple[str, ...]], *,
+                 chunk_seconds: int, segment_seconds: int) -> None:
+        self._repo = repo
+        self._store = store
+        self._bus = bus
+        self._lifecycle = lifecycle
+        self._groups = groups
+        # Chunks hold whole segments, so segment numbers follow from chunk starts.
+        self._chunk_seconds = max(segment_seconds,
+                                  chunk_seconds // segment_seconds * segment_seconds)
+
+    async def handle(self, event: events.SourceUploaded) -> None:
+        video = await self._repo.get_video(event.video_id)
+        # PROCESSING too: a redelivered event re-publishes chunks; transcodes are idempotent.
+        if video is None or video.status not in (VideoStatus.UPLOADED, VideoStatus.PROCESSING):
+            return
+        try:
+            await self._split(event)
+        except MediaError as exc:
+            await self._lifecycle.fail(event.video_id, exc.message)
+
+    async def _split(self, event: events.SourceUploaded) -> None:
+        stored = await self._store.stat(event.key)
+        if stored is None or stored.size == 0:
+            raise MediaError("the uploaded file is missing or empty")
+        info = await probe(await self._store.input_url(event.key))
+        renditions = choose_ladder(info.width, info.height, info.fps)
+        busy_groups = [g for g in self._groups
+                       if renditions_for_group(renditions, self._groups, g)]
+        spans = plan_chunks(info.duration, self._chunk_seconds)
+        await self._repo.set_source_info(
+            event.video_id, duration=info.duration, width=info.width, height=info.height,
+            fps=info.fps, has_audio=info.has_audio, source_size=stored.size,
+        )
+        await self._repo.set_plan(event.video_id, renditions, len(spans) * len(busy_groups))
+        chunks = [Chunk(event.video_id, seq, event.key, start, length)
+                  for seq, (start, length) in enumerate(spans)]
+        await self._repo.add_chunks(chunks)
+        await self._lifecycle.move(event.video_id, VideoStatus.PROCESSING,
+                                   only_from=(VideoStatus.UPLOADED,))
+        for c in chunks:
+            await self._bus.publish(events.CHUNKS, events.ChunkUploaded(
+                c.video_id, "vod", c.seq, c.key, c.pts_start, c.duration))
+

@@ -1,0 +1,37 @@
+"""Status changes of a video, recorded in the catalogue and announced on the bus."""
+
+import logging
+
+from chunkcast.domain import events
+from chunkcast.domain.videos import VideoStatus
+from chunkcast.ports.bus import EventBus
+from chunkcast.ports.repository import VideoRepository
+
+log = logging.getLogger(__name__)
+
+_OPEN = (VideoStatus.CREATED, VideoStatus.UPLOADED, VideoStatus.PROCESSING, VideoStatus.IDLE,
+         VideoStatus.LIVE)
+
+
+class Lifecycle:
+    def __init__(self, repo: VideoRepository, bus: EventBus) -> None:
+        self._repo = repo
+        self._bus = bus
+
+    async def move(
+        self, video_id: str, status: VideoStatus, *, only_from: tuple[VideoStatus, ...],
+        error: str | None = None,
+    ) -> bool:
+        """Change the status if it is one of ``only_from``; announce it when it changed."""
+        changed = await self._repo.set_status(video_id, status, error=error, only_from=only_from)
+        if changed:
+            await self._bus.publish(
+                events.VIDEOS, events.VideoStatusChanged(video_id, status.value, error)
+            )
+        return changed
+
+    async def fail(self, video_id: str, reason: str) -> None:
+        """Mark a video failed with a reason a person understands. What was already stored
+        (the source, finished segments) is kept."""
+        if await self.move(video_id, VideoStatus.FAILED, only_from=_OPEN, error=reason):
+            log.warning("video %s failed: %s", video_id, reason)

@@ -1,0 +1,148 @@
+"""Transcode workers: one chunk, every rendition of one worker group, from one decode."""
+
+import logging
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import anyio
+
+from chunkcast.domain import events, keys
+from chunkcast.domain.errors import MediaError
+from chunkcast.domain.ladder import Rendition, renditions_for_group
+from chunkcast.domain.videos import RenditionInfo, Segment, Video, VideoKind, VideoStatus
+from chunkcast.media.argv import EncodeOptions, InputRange, ladder_argv
+from chunkcast.media.hls import WrittenSegment, read_written_segments
+from chunkcast.media.mp4 import codecs_of_init
+from chunkcast.media.process import run_ffmpeg
+from chunkcast.metrics import Metrics
+from chunkcast.ports.bus import EventBus
+from chunkcast.ports.repository import VideoRepository
+from chunkcast.ports.storage import ObjectStore
+from chunkcast.services.lifecycle import Lifecycle
+from chunkcast.services.playback import Playback
+
+log = logging.getLogger(__name__)
+
+# A chunk whose output falls this much short of its length means the source ends early.
+SHORTFALL_TOLERANCE_S = 0.5
+
+
+@dataclass(frozen=True)
+class TranscodeConfig:
+    ffmpeg: str
+    group: str
+    groups: dict[str, tuple[str, ...]]
+    options: EncodeOptions
+    work_dir: Path | None = None
+
+
+def iso_now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class Transcoder:
+    def __init__(self, repo: VideoRepository, store: ObjectStore, bus: EventBus,
+                 lifecycle: Lifecycle, playback: Playback, metrics: Metrics,
+                 config: TranscodeConfig) -> None:
+        self._repo = repo
+        self._store = store
+        self._bus = bus
+        self._lifecycle = lifecycle
+        self._playback = playback
+        self._metrics = metrics
+        self._cfg = config
+
+    async def handle(self, event: events.ChunkUploaded) -> None:
+        video = await self._repo.get_video(event.video_id)
+        if video is None or video.status in (VideoStatus.FAILED, VideoStatus.READY):
+            return
+        infos = await self._repo.renditions(video.id)
+        mine = renditions_for_group([i.rendition for i in infos], self._cfg.groups,
+                                    self._cfg.group)
+        if not mine:
+            return
+        try:
+            segments = await self._transcode(video, event, mine, infos)
+        except MediaError as exc:
+            await self._lifecycle.fail(video.id, f"chunk {event.seq}: {exc.message}")
+            return
+        await self._repo.upsert_segments(segments)
+        ready_at = iso_now()
+        for s in segments:
+            await self._bus.publish(events.SEGMENTS, events.SegmentReady(
+                s.video_id, s.rendition, s.seq, s.key, keys.init_segment(s.video_id, s.rendition),
+                s.pts_start, s.duration, s.captured_at, ready_at))
+        done = await self._repo.finish_job(video.id, event.seq, self._cfg.group)
+        if video.kind is VideoKind.VOD and done >= video.jobs_total:
+            await self._finish_vod(video)
+
+    async def _transcode(self, video: Video, event: events.ChunkUploaded,
+                         renditions: list[Rendition], infos: Sequence[RenditionInfo]
+                         ) -> list[Segment]:
+        opts = self._cfg.options
+        first_seq = round(event.pts_start / opts.segment_seconds)
+        source = await self._store.input_url(event.key)
+        with tempfile.TemporaryDirectory(prefix="chunkcast-", dir=self._cfg.work_dir) as tmp:
+            out = Path(tmp)
+            for r in renditions:
+                (out / r.name).mkdir()
+            argv = ladder_argv(
+                self._cfg.ffmpeg, source, renditions, out, has_audio=bool(video.has_audio),
+                opts=opts, window=InputRange(event.pts_start, event.duration),
+                first_seq=first_seq,
+            )
+            started = time.monotonic()
+            await run_ffmpeg(argv)
+            self._metrics.observe_transcode(self._cfg.group, event.duration,
+                                            time.monotonic() - started)
+            codecs = {i.rendition.name: i.codecs for i in infos}
+            segments: list[Segment] = []
+            for r in renditions:
+                written = read_written_segments(out / r.name / "index.m3u8")
+                self._check_complete(event, written)
+                await self._store_init(video.id, r.name, out / r.name / "init.mp4",
+                                       codecs.get(r.name))
+                segments += await self._store_segments(video.id, r.name, event, written,
+                                                       first_seq)
+            return segments
+
+    @staticmethod
+    def _check_complete(event: events.ChunkUploaded, written: list[WrittenSegment]) -> None:
+        produced = sum(w.duration for w in written)
+        if produced < event.duration - SHORTFALL_TOLERANCE_S:
+            at = event.pts_start + produced
+            raise MediaError(f"the source ends at {at:.1f} s although it should last until "
+                             f"{event.pts_start + event.duration:.1f} s (truncated or damaged)")
+
+    async def _store_init(self, video_id: str, rendition: str, path: Path,
+                          codecs: str | None) -> None:
+        """One init segment per rendition: the first chunk to finish stores it."""
+        key = keys.init_segment(video_id, rendition)
+        if await self._store.stat(key) is None:
+            await self._store.put_file(key, path)
+        if codecs is None:
+            init = await anyio.Path(path).read_bytes()
+            await self._repo.set_codecs(video_id, rendition, codecs_of_init(init))
+
+    async def _store_segments(self, video_id: str, rendition: str, event: events.ChunkUploaded,
+                              written: list[WrittenSegment], first_seq: int) -> list[Segment]:
+        out = []
+        pts = event.pts_start
+        for i, w in enumerate(written):
+            seq = first_seq + i
+            key = keys.segment(video_id, rendition, seq)
+            await self._store.put_file(key, w.path)
+            out.append(Segment(video_id, rendition, seq, key, round(pts, 6), w.duration,
+                               event.captured_at))
+            pts += w.duration
+        return out
+
+    async def _finish_vod(self, video: Video) -> None:
+        """Every chunk of every group is done: write static playlists, then mark ready."""
+        await self._playback.write_static(video)
+        await self._lifecycle.move(video.id, VideoStatus.READY,
+                                   only_from=(VideoStatus.PROCESSING,))

@@ -1,0 +1,96 @@
+"""Creating, uploading, reading and deleting videos."""
+
+import math
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from chunkcast.domain import events, keys
+from chunkcast.domain.errors import Conflict, InvalidInput, NotFound
+from chunkcast.domain.ids import check_video_id, new_video_id
+from chunkcast.domain.videos import Video, VideoKind, VideoStatus
+from chunkcast.metrics import Metrics
+from chunkcast.ports.bus import EventBus
+from chunkcast.ports.repository import VideoRepository
+from chunkcast.ports.storage import ObjectStore, PresignedRequest
+from chunkcast.services.lifecycle import Lifecycle
+
+MAX_TITLE = 200
+
+
+def clean_title(title: str) -> str:
+    """Titles are free text shown to people; control characters are dropped."""
+    cleaned = "".join(ch for ch in title if ch.isprintable()).strip()
+    if not cleaned:
+        raise InvalidInput("the title is empty")
+    if len(cleaned) > MAX_TITLE:
+        raise InvalidInput(f"the title is longer than {MAX_TITLE} characters")
+    return cleaned
+
+
+class Videos:
+    def __init__(self, repo: VideoRepository, store: ObjectStore, bus: EventBus,
+                 lifecycle: Lifecycle, metrics: Metrics, *, upload_url_seconds: int) -> None:
+        self._repo = repo
+        self._store = store
+        self._bus = bus
+        self._lifecycle = lifecycle
+        self._metrics = metrics
+        self._upload_ttl = upload_url_seconds
+
+    async def create(self, title: str) -> tuple[Video, PresignedRequest]:
+        """A new VOD video and the pre-signed PUT its source goes to."""
+        video = Video(id=new_video_id(), kind=VideoKind.VOD, title=clean_title(title),
+                      status=VideoStatus.CREATED, created_at=datetime.now(UTC))
+        await self._repo.add_video(video)
+        return video, self.upload_url(video)
+
+    def upload_url(self, video: Video) -> PresignedRequest:
+        return self._store.presign_put(keys.source(video.id), self._upload_ttl)
+
+    async def get(self, video_id: str) -> Video:
+        video = await self._repo.get_video(check_video_id(video_id))
+        if video is None:
+            raise NotFound("no such video")
+        return video
+
+    async def list(self, *, limit: int, offset: int) -> Sequence[Video]:
+        return await self._repo.list_videos(limit=limit, offset=offset)
+
+    async def complete(self, video_id: str) -> Video:
+        """The client says the source is uploaded: check it is there and start processing.
+        Saying it again once processing has started changes nothing."""
+        video = await self.get(video_id)
+        if video.kind is not VideoKind.VOD:
+            raise Conflict("only uploaded videos are completed; streams are ended")
+        if video.status is not VideoStatus.CREATED:
+            return video
+        info = await self._store.stat(keys.source(video.id))
+        if info is None:
+            self._metrics.uploads.labels("missing").inc()
+            raise Conflict("nothing was uploaded yet: PUT the file to the upload URL first")
+        if info.size == 0:
+            self._metrics.uploads.labels("empty").inc()
+            await self._lifecycle.fail(video.id, "the uploaded file is empty")
+            return await self.get(video_id)
+        if await self._lifecycle.move(video.id, VideoStatus.UPLOADED,
+                                      only_from=(VideoStatus.CREATED,)):
+            self._metrics.uploads.labels("ok").inc()
+            await self._bus.publish(events.SOURCES,
+                                    events.SourceUploaded(video.id, keys.source(video.id)))
+        return await self.get(video_id)
+
+    async def progress(self, video: Video) -> int:
+        """0-100: transcodes done over transcodes needed."""
+        if video.status in (VideoStatus.READY, VideoStatus.ENDED):
+            return 100
+        if video.status is not VideoStatus.PROCESSING or video.jobs_total == 0:
+            return 0
+        done = await self._repo.jobs_done(video.id)
+        return min(99, math.floor(100 * done / video.jobs_total))
+
+    async def delete(self, video_id: str) -> None:
+        """Delete the video's objects, then its records."""
+        video = await self.get(video_id)
+        for prefix in keys.video_prefixes(video.id):
+            await self._store.delete_prefix(prefix)
+        await self._repo.delete_video(video.id)

@@ -1,0 +1,1 @@
+"""Consumer loops: bus topic -> handler."""

@@ -1,0 +1,72 @@
+"""A consumer group member: read events, run the handler for their type, ack when done."""
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from chunkcast.domain.events import Event
+from chunkcast.metrics import Metrics
+from chunkcast.ports.bus import Delivery, EventBus
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[Any], Awaitable[None]]
+GiveUp = Callable[[Event, BaseException], Awaitable[None]]
+
+
+class Consumer:
+    """``handlers`` must cover every event type ``topic`` carries (checked at construction).
+
+    A handler that raises is retried in place with backoff up to ``max_attempts``; then
+    ``give_up`` is called and the event acked, so one poisoned event cannot block a group.
+    An event held by a process that died is handed out again by the bus after its ack timeout.
+    """
+
+    def __init__(
+        self, bus: EventBus, topic: str, group: str, name: str,
+        handlers: Mapping[type[Event], Handler], expected: tuple[type[Event], ...], *,
+        metrics: Metrics, concurrency: int = 1, max_attempts: int = 3,
+        give_up: GiveUp | None = None, retry_delay_s: float = 1.0,
+    ) -> None:
+        missing = [t.__name__ for t in expected if t not in handlers]
+        if missing:
+            raise TypeError(f"consumer {group} on {topic} has no handler for {missing}")
+        self._bus, self._topic, self._group, self._name = bus, topic, group, name
+        self._handlers = handlers
+        self._metrics = metrics
+        self._concurrency = concurrency
+        self._max_attempts = max_attempts
+        self._give_up = give_up
+        self._retry_delay = retry_delay_s
+
+    async def run(self) -> None:
+        """Consume until cancelled."""
+        await self._bus.ensure_group(self._topic, self._group)
+        async with asyncio.TaskGroup() as tasks:
+            for slot in range(self._concurrency):
+                tasks.create_task(self._loop(f"{self._name}-{slot}"))
+
+    async def _loop(self, consumer: str) -> None:
+        while True:
+            for delivery in await self._bus.read(self._topic, self._group, consumer):
+                await self._process(delivery)
+
+    async def _process(self, delivery: Delivery) -> None:
+        handler = self._handlers[type(delivery.event)]
+        for attempt in range(delivery.attempt, self._max_attempts + 1):
+            try:
+                await handler(delivery.event)
+                break
+            except asyncio.CancelledError:
+                raise  # not acked: the bus hands the event out again
+            except Exception as exc:
+                self._metrics.handler_failures.labels(self._topic, self._group).inc()
+                log.exception("%s/%s: handler failed on %s (attempt %d)", self._topic,
+                              self._group, delivery.event, attempt)
+                if attempt >= self._max_attempts:
+                    if self._give_up is not None:
+                        await self._give_up(delivery.event, exc)
+                    break
+                await asyncio.sleep(self._retry_delay * attempt)
+        await self._bus.ack(delivery)
