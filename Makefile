@@ -1,0 +1,40 @@
+# chunkcast — `make up` runs the embedded platform, `make test` the whole suite.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+PORT ?= 8000
+
+.PHONY: up test check bench system-deps venv clean
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[test]"
+	touch $@
+
+# System packages the tests need (ffprobe comes with Debian's ffmpeg).
+system-deps:
+	@if ! command -v ffprobe >/dev/null; then \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq ffmpeg >/dev/null; \
+	fi
+
+up: venv
+	$(BIN)/chunkcast up --port $(PORT) --demo
+
+test: venv system-deps
+	$(BIN)/pytest -q
+
+check: venv
+	$(BIN)/ruff check src tests bench
+	$(BIN)/mypy
+
+bench: venv system-deps
+	$(BIN)/python bench/transcode.py
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
