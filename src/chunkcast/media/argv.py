@@ -7,6 +7,16 @@ from pathlib import Path
 from chunkcast.domain.ladder import Rendition
 
 
+# Media time = source time + this offset. fMP4 written without edit lists (so that every
+# chunk yields the same init segment) cannot hold negative timestamps, and B-frame reordering
+# and AAC priming start slightly before the first frame; the offset keeps them positive.
+TIMELINE_OFFSET_S = 1.0
+
+# Options of the mp4 muxer inside the HLS muxer: no edit list (identical init segments),
+# timestamps kept as given (``frag_discont`` writes each fragment's real decode time).
+_FMP4_OPTIONS = "use_editlist=0:avoid_negative_ts=disabled:movflags=+frag_discont"
+
+
 @dataclass(frozen=True)
 class EncodeOptions:
     """Encoder settings shared by every rendition of one transcode."""
@@ -19,7 +29,8 @@ class EncodeOptions:
 @dataclass(frozen=True)
 class InputRange:
     """Read ``duration`` seconds from ``start`` (accurate seek), and keep the source clock:
-    output timestamps start at ``start`` so consecutive chunks join without a gap."""
+    output timestamps start at ``start + TIMELINE_OFFSET_S`` so consecutive chunks join
+    without a gap or an overlap."""
 
     start: float
     duration: float
@@ -62,6 +73,7 @@ def rendition_output_args(
         "-output_ts_offset", _num(ts_offset),
         "-f", "hls", "-hls_time", str(opts.segment_seconds), "-hls_playlist_type", "vod",
         "-hls_segment_type", "fmp4", "-hls_fmp4_init_filename", "init.mp4",
+        "-hls_segment_options", _FMP4_OPTIONS,
         "-start_number", str(first_seq),
         "-hls_segment_filename", str(target / "%08d.m4s"),
         str(target / "index.m3u8"),
@@ -87,7 +99,7 @@ def ladder_argv(
     if window is not None:
         argv += ["-ss", _num(window.start), "-t", _num(window.duration)]
     argv += ["-i", source, "-filter_complex", filter_graph(renditions)]
-    offset = window.start if window is not None else 0.0
+    offset = (window.start if window is not None else 0.0) + TIMELINE_OFFSET_S
     for i, r in enumerate(renditions):
         argv += rendition_output_args(r, i, out_dir, has_audio=has_audio, first_seq=first_seq,
                                       ts_offset=offset, opts=opts)

@@ -29,7 +29,9 @@ def _probe(url: str) -> SourceInfo:
     try:
         container = av.open(url, timeout=30)
     except (av.FFmpegError, OSError) as exc:
-        raise MediaError(f"not a readable video file ({_reason(exc)})") from exc
+        raise MediaError(
+            f"not a readable video file: it is not a video, or it is incomplete ({_reason(exc)})"
+        ) from exc
     with container:
         if not container.streams.video:
             raise MediaError("the file has no video stream")

@@ -14,7 +14,7 @@ from chunkcast.domain import events, keys
 from chunkcast.domain.errors import MediaError
 from chunkcast.domain.ladder import Rendition, renditions_for_group
 from chunkcast.domain.videos import RenditionInfo, Segment, Video, VideoKind, VideoStatus
-from chunkcast.media.argv import EncodeOptions, InputRange, ladder_argv
+from chunkcast.media.argv import TIMELINE_OFFSET_S, EncodeOptions, InputRange, ladder_argv
 from chunkcast.media.hls import WrittenSegment, read_written_segments
 from chunkcast.media.mp4 import codecs_of_init
 from chunkcast.media.process import run_ffmpeg
@@ -131,7 +131,7 @@ class Transcoder:
     async def _store_segments(self, video_id: str, rendition: str, event: events.ChunkUploaded,
                               written: list[WrittenSegment], first_seq: int) -> list[Segment]:
         out = []
-        pts = event.pts_start
+        pts = event.pts_start + TIMELINE_OFFSET_S
         for i, w in enumerate(written):
             seq = first_seq + i
             key = keys.segment(video_id, rendition, seq)

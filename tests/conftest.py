@@ -1,0 +1,28 @@
+"""Fixtures shared by every suite: generated clips and a real embedded server."""
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from chunkcast.testing import Server, make_clip, run_server
+
+
+@pytest.fixture(scope="session")
+def clips(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder of small generated clips, made once per session."""
+    folder = tmp_path_factory.mktemp("clips")
+    make_clip(folder / "landscape.mp4", seconds=5, size="640x360")
+    make_clip(folder / "silent.mp4", seconds=3, size="320x240", audio=False)
+    make_clip(folder / "portrait.mp4", seconds=3, size="480x270", rotation=90)
+    make_clip(folder / "odd.mp4", seconds=3, size="322x182", channels=6)
+    make_clip(folder / "long.mp4", seconds=12, size="426x240")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """One embedded ``chunkcast up`` for the session (its own data dir, free port)."""
+    data = tmp_path_factory.mktemp("server")
+    with run_server(data, env={"CHUNKCAST_VOD_CHUNK_SECONDS": "4"}) as running:
+        yield running
