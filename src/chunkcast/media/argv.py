@@ -6,7 +6,6 @@ from pathlib import Path
 
 from chunkcast.domain.ladder import Rendition
 
-
 # Media time = source time + this offset. fMP4 written without edit lists (so that every
 # chunk yields the same init segment) cannot hold negative timestamps, and B-frame reordering
 # and AAC priming start slightly before the first frame; the offset keeps them positive.
