@@ -25,6 +25,7 @@ DEFAULT_RUNGS: tuple[Rung, ...] = (
 )
 RUNGS_BY_NAME = {r.name: r for r in DEFAULT_RUNGS}
 MAX_FPS = 60.0
+MIN_SIDE = 16
 
 
 @dataclass(frozen=True)
@@ -39,8 +40,9 @@ class Rendition:
     fps: float
 
 
-def _even(value: float) -> int:
-    return max(2, round(value / 2) * 2)
+def _even(value: float, limit: int) -> int:
+    """``value`` rounded to an even number of pixels, never above ``limit`` (no upscaling)."""
+    return max(2, min(round(value / 2) * 2, limit // 2 * 2))
 
 
 def choose_ladder(
@@ -51,8 +53,8 @@ def choose_ladder(
     Never upscales: a rung taller than the source's short side is skipped. A source smaller
     than the lowest rung still gets one rendition, at its own size.
     """
-    if width <= 0 or height <= 0:
-        raise InvalidInput("source has no picture size")
+    if min(width, height) < MIN_SIDE:
+        raise InvalidInput(f"the picture is too small ({width}x{height})")
     out_fps = min(fps, MAX_FPS) if fps > 0 and math.isfinite(fps) else 30.0
     short, long_ = min(width, height), max(width, height)
     portrait = height > width
@@ -60,20 +62,17 @@ def choose_ladder(
     for rung in sorted(rungs, key=lambda r: r.height):
         if rung.height > short:
             continue
-        chosen.append(_rendition(rung.name, rung, rung.height, long_ * rung.height / short,
-                                 portrait, out_fps))
+        w, h = _even(long_ * rung.height / short, long_), _even(rung.height, short)
+        chosen.append(_rendition(rung.name, rung, w, h, portrait, out_fps))
     if not chosen:
         lowest = min(rungs, key=lambda r: r.height)
-        size = _even(short)
-        chosen.append(_rendition(f"{size}p", lowest, size, long_ * size / short, portrait,
-                                 out_fps))
+        h = _even(short, short)
+        chosen.append(_rendition(f"{h}p", lowest, _even(long_ * h / short, long_), h,
+                                 portrait, out_fps))
     return chosen
 
 
-def _rendition(
-    name: str, rung: Rung, short: int, long_: float, portrait: bool, fps: float
-) -> Rendition:
-    w, h = _even(long_), _even(short)
+def _rendition(name: str, rung: Rung, w: int, h: int, portrait: bool, fps: float) -> Rendition:
     if portrait:
         w, h = h, w
     return Rendition(name, w, h, rung.video_kbps, rung.audio_kbps, round(fps, 3))
@@ -84,6 +83,8 @@ def parse_groups(spec: str) -> dict[str, tuple[str, ...]]:
     groups: dict[str, tuple[str, ...]] = {}
     for part in filter(None, (p.strip() for p in spec.split(";"))):
         name, sep, names = part.partition("=")
+        if name.strip() in groups:
+            raise InvalidInput(f"rendition group {name.strip()!r} is named twice")
         rungs = tuple(filter(None, (n.strip() for n in names.split(","))))
         if not sep or not name.strip().isidentifier() or not rungs:
             raise InvalidInput(f"bad rendition group {part!r}: expected name=240p,360p")

@@ -17,7 +17,8 @@ def verify(
     """True when ``given`` is the signature for these values and ``expires`` is not past."""
     if (now if now is not None else time.time()) > expires:
         return False
-    return hmac.compare_digest(signature(secret, method, key, expires), given)
+    # Bytes, not str: compare_digest refuses non-ASCII text, and any text can arrive here.
+    return hmac.compare_digest(signature(secret, method, key, expires).encode(), given.encode())
 
 
 def token_digest(token: str) -> str:
@@ -27,4 +28,4 @@ def token_digest(token: str) -> str:
 
 def token_matches(token: str, digest: str) -> bool:
     """Constant-time check of ``token`` against a stored digest."""
-    return hmac.compare_digest(token_digest(token), digest)
+    return hmac.compare_digest(token_digest(token).encode(), digest.encode())

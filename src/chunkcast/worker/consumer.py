@@ -54,6 +54,14 @@ class Consumer:
 
     async def _process(self, delivery: Delivery) -> None:
         handler = self._handlers[type(delivery.event)]
+        if delivery.attempt > self._max_attempts:
+            # Handed out again and again: the process died each time it held this event.
+            log.error("%s/%s: giving up on %s after %d deliveries", self._topic, self._group,
+                      delivery.event, delivery.attempt - 1)
+            if self._give_up is not None:
+                await self._give_up(delivery.event, RuntimeError("processing kept crashing"))
+            await self._bus.ack(delivery)
+            return
         for attempt in range(delivery.attempt, self._max_attempts + 1):
             try:
                 await handler(delivery.event)

@@ -73,6 +73,12 @@ class MemoryBus:
             case "pub":
                 topic.messages[record["id"]] = decode(record["event"])
                 topic.next_id = max(topic.next_id, record["id"] + 1)
+            case "next":  # written by compaction: ids are never reused
+                topic.next_id = max(topic.next_id, record["id"])
+            case "try":
+                group = topic.groups.get(record["group"])
+                if group is not None:
+                    group.attempts[record["id"]] = group.attempts.get(record["id"], 0) + 1
             case "group":
                 topic.groups.setdefault(record["group"], _Group(record["start"], record["start"]))
                 topic.next_id = max(topic.next_id, record["start"])
@@ -86,6 +92,7 @@ class MemoryBus:
         temp = path.with_suffix(".tmp")
         with temp.open("w", encoding="utf-8") as out:
             for name, topic in self._topics.items():
+                self._dump(out, op="next", topic=name, id=topic.next_id)
                 for group_name, group in topic.groups.items():
                     self._dump(out, op="group", topic=name, group=group_name, start=group.start)
                 for msg_id, event in topic.messages.items():
@@ -93,6 +100,9 @@ class MemoryBus:
                 for group_name, group in topic.groups.items():
                     for msg_id in sorted(group.acked):
                         self._dump(out, op="ack", topic=name, group=group_name, id=msg_id)
+                    for msg_id, tries in group.attempts.items():
+                        for _ in range(tries):
+                            self._dump(out, op="try", topic=name, group=group_name, id=msg_id)
         temp.replace(path)
         self._journal = path.open("a", encoding="utf-8")
 
@@ -156,6 +166,8 @@ class MemoryBus:
             attempt = group.attempts.get(msg_id, 0) + 1
             group.attempts[msg_id] = attempt
             group.in_flight[msg_id] = _InFlight(consumer, now, attempt)
+            # Deliveries are journaled so a poison event's count survives crashes it causes.
+            self._log(op="try", topic=topic, group=group_name, id=msg_id)
             out.append(Delivery(topic, group_name, str(msg_id), t.messages[msg_id], attempt))
         return out
 

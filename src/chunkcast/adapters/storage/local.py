@@ -71,11 +71,10 @@ class LocalObjectStore:
             temp.unlink(missing_ok=True)
 
     async def stat(self, key: str) -> ObjectInfo | None:
-        try:
-            size = self.path(key).stat().st_size
-        except FileNotFoundError:
+        path = self.path(key)
+        if not path.is_file():
             return None
-        return ObjectInfo(key, size)
+        return ObjectInfo(key, path.stat().st_size)
 
     async def read_bytes(self, key: str) -> bytes:
         return await anyio.Path(self.path(key)).read_bytes()
@@ -106,14 +105,17 @@ class LocalObjectStore:
         return await anyio.to_thread.run_sync(self._delete_prefix, prefix)
 
     def _delete_prefix(self, prefix: str) -> int:
-        top = self.path(prefix.rstrip("/"))
-        if not top.exists():
+        folder = self.path(prefix.rstrip("/")).parent  # validates the prefix
+        if not folder.is_dir() or folder == self.root:
             return 0
-        count = sum(1 for p in top.rglob("*") if p.is_file()) if top.is_dir() else 1
-        if top.is_dir():
-            shutil.rmtree(top)
-        else:
-            top.unlink()
+        count = 0
+        for path in sorted(folder.rglob("*"), reverse=True):  # files before their folders
+            key = path.relative_to(self.root).as_posix()
+            if path.is_file() and key.startswith(prefix):
+                path.unlink()
+                count += 1
+            elif path.is_dir() and (key + "/").startswith(prefix) and not any(path.iterdir()):
+                path.rmdir()
         return count
 
     async def close(self) -> None:

@@ -1,0 +1,301 @@
+"""EventBus contract: consumer groups, at-least-once delivery, durability across a restart.
+
+Written so that a bus whose waiting and in-flight state lives in a server (Redis Streams)
+passes too: a restarted process may get its in-flight events back only after the ack
+timeout, so tests that expect them wait for it.
+"""
+
+import asyncio
+import time
+
+from chunkcast.domain import keys
+from chunkcast.domain.events import CHUNKS, SOURCES, SourceUploaded
+from chunkcast.domain.ids import new_video_id
+from chunkcast.ports.bus import Delivery, EventBus
+
+from .backends import ACK_TIMEOUT_S, BusFactory
+from .bus_helpers import PATIENCE_S, chunk, collect, nothing_for, publish_chunks
+
+
+async def test_publish_then_read(bus: EventBus) -> None:
+    await bus.ensure_group(SOURCES, "splitter")
+    video_id = new_video_id()
+    event = SourceUploaded(video_id, keys.source(video_id))
+
+    event_id = await bus.publish(SOURCES, event)
+    got = await bus.read(SOURCES, "splitter", "s1", count=10, block_s=1.0)
+
+    assert got == [Delivery(SOURCES, "splitter", event_id, event, 1)]
+
+
+async def test_one_consumer_gets_events_in_publish_order(bus: EventBus) -> None:
+    await bus.ensure_group(CHUNKS, "all")
+
+    ids, events = await publish_chunks(bus, 5)
+    got = await collect(bus, "all", "w1", 5)
+
+    assert [d.id for d in got] == ids
+    assert [d.event for d in got] == events
+    assert len(set(ids)) == 5
+
+
+async def test_topics_are_separate(bus: EventBus) -> None:
+    await bus.ensure_group(CHUNKS, "all")
+    await bus.ensure_group(SOURCES, "all")
+    video_id = new_video_id()
+    source = SourceUploaded(video_id, keys.source(video_id))
+
+    await bus.publish(SOURCES, source)
+    _, chunks = await publish_chunks(bus, 1)
+
+    assert [d.event for d in await collect(bus, "all", "w1", 1)] == chunks
+    assert await nothing_for(bus, "all", "w1")
+    assert [d.event for d in await collect(bus, "all", "w1", 1, topic=SOURCES)] == [source]
+    assert await nothing_for(bus, "all", "w1", topic=SOURCES)
+
+
+async def test_every_group_sees_every_event(bus: EventBus) -> None:
+    await bus.ensure_group(CHUNKS, "hi")
+    await bus.ensure_group(CHUNKS, "lo")
+
+    ids, events = await publish_chunks(bus, 4)
+
+    for group in ("hi", "lo"):
+        got = await collect(bus, group, "w1", 4)
+        assert [(d.id, d.event, d.group, d.attempt) for d in got] == [
+            (i, e, group, 1) for i, e in zip(ids, events, strict=True)
+        ]
+
+
+async def test_consumers_of_one_group_share_events(bus: EventBus) -> None:
+    await bus.ensure_group(CHUNKS, "all")
+    ids, _ = await publish_chunks(bus, 10)
+    got: dict[str, list[str]] = {"w1": [], "w2": []}
+
+    deadline = time.monotonic() + PATIENCE_S
+    while sum(map(len, got.values())) < len(ids) and time.monotonic() < deadline:
+        for consumer, seen in got.items():
+            for delivery in await bus.read(CHUNKS, "all", consumer, count=2, block_s=0.1):
+                assert delivery.attempt == 1
+                seen.append(delivery.id)
+                await bus.ack(delivery)
+
+    everything = got["w1"] + got["w2"]
+    assert sorted(everything) == sorted(ids)  # each event exactly once
+    assert got["w1"] and got["w2"]
+    assert await nothing_for(bus, "all", "w1", "w2")
+
+
+async def test_unacked_event_is_redelivered_after_ack_timeout(bus: EventBus) -> None:
+    await bus.ensure_group(CHUNKS, "all")
+    [event_id], [event] = await publish_chunks(bus, 1)
+    [first] = await bus.read(CHUNKS, "all", "dies", block_s=1.0)
+    assert (first.id, first.event, first.attempt) == (event_id, event, 1)
+
+    assert await nothing_for(bus, "all", "takes-over")  # still within the ack timeout
+
+    await asyncio.sleep(ACK_TIMEOUT_S + 0.1)
+    again = await collect(bus, "all", "takes-over", 1)
+    assert [(d.id, d.event, d.attempt) for d in again] == [(event_id, event, 2)]
+
+    await bus.ack(again[0])
+    await asyncio.sleep(ACK_TIMEOUT_S + 0.1)
+    assert await nothing_for(bus, "all", "dies", "takes-over")
+    assert await bus.backlog(CHUNKS, "all") == 0
+
+
+async def test_expired_events_come_before_new_ones(bus: EventBus) -> None:
+    await bus.ensure_group(CHUNKS, "all")
+    [old_id], _ = await publish_chunks(bus, 1)
+    await collect(bus, "all", "dies", 1)
+    [new_id], _ = await publish_chunks(bus, 1)
+    await asyncio.sleep(ACK_TIMEOUT_S + 0.1)
+
+    got = await collect(bus, "all", "w2", 2)
+
+    assert [(d.id, d.attempt) for d in got] == [(old_id, 2), (new_id, 1)]
+
+
+async def test_late_and_repeated_acks_are_harmless(bus: EventBus) -> None:
+    await bus.ensure_group(CHUNKS, "all")
+    await publish_chunks(bus, 1)
+    [slow] = await collect(bus, "all", "slow", 1)
+    await asyncio.sleep(ACK_TIMEOUT_S + 0.1)
+    [fast] = await collect(bus, "all", "fast", 1)
+
+    await bus.ack(fast)
+    await bus.ack(slow)  # the first holder finishes late
+    await bus.ack(fast)
+
+    assert await bus.backlog(CHUNKS, "all") == 0
+    await asyncio.sleep(ACK_TIMEOUT_S + 0.1)
+    assert await nothing_for(bus, "all", "slow", "fast")
+
+
+async def test_acked_events_are_never_delivered_again(bus: EventBus) -> None:
+    await bus.ensure_group(CHUNKS, "all")
+    await publish_chunks(bus, 3)
+    for delivery in await collect(bus, "all", "w1", 3):
+        await bus.ack(delivery)
+
+    await asyncio.sleep(2 * ACK_TIMEOUT_S + 0.1)
+
+    assert await nothing_for(bus, "all", "w1", "w2", "w3")
+
+
+async def test_read_waits_block_s_then_returns_nothing(bus: EventBus) -> None:
+    await bus.ensure_group(CHUNKS, "all")
+
+    started = time.monotonic()
+    got = await bus.read(CHUNKS, "all", "w1", block_s=0.5)
+    waited = time.monotonic() - started
+
+    assert got == []
+    assert 0.45 <= waited < 2.0
+
+
+async def test_read_with_zero_block_returns_at_once(bus: EventBus) -> None:
+    await bus.ensure_group(CHUNKS, "all")
+
+    started = time.monotonic()
+    got = await bus.read(CHUNKS, "all", "w1", block_s=0)
+
+    assert got == []
+    assert time.monotonic() - started < 0.5
+
+
+async def test_blocked_read_returns_early_on_publish(bus: EventBus) -> None:
+    await bus.ensure_group(CHUNKS, "all")
+    started = time.monotonic()
+    reader = asyncio.create_task(bus.read(CHUNKS, "all", "w1", block_s=5.0))
+    await asyncio.sleep(0.1)
+
+    [event_id], [event] = await publish_chunks(bus, 1)
+    got = await asyncio.wait_for(reader, 5.0)
+
+    assert [(d.id, d.event) for d in got] == [(event_id, event)]
+    assert time.monotonic() - started < 1.5
+
+
+async def test_backlog_counts_unacked_events_per_group(bus: EventBus) -> None:
+    await bus.ensure_group(CHUNKS, "hi")
+    await bus.ensure_group(CHUNKS, "lo")
+    assert await bus.backlog(CHUNKS, "hi") == 0
+
+    await publish_chunks(bus, 3)
+    assert await bus.backlog(CHUNKS, "hi") == 3
+
+    first, second = await collect(bus, "hi", "w1", 2)
+    assert await bus.backlog(CHUNKS, "hi") == 3  # in flight still counts
+    await bus.ack(second)
+    assert await bus.backlog(CHUNKS, "hi") == 2
+    await bus.ack(first)
+    assert await bus.backlog(CHUNKS, "hi") == 1
+    [third] = await collect(bus, "hi", "w2", 1)
+    await bus.ack(third)
+
+    assert await bus.backlog(CHUNKS, "hi") == 0
+    assert await bus.backlog(CHUNKS, "lo") == 3
+
+
+async def test_group_created_after_publish_misses_earlier_events(bus: EventBus) -> None:
+    await bus.ensure_group(CHUNKS, "early")
+    earlier_ids, _ = await publish_chunks(bus, 2)
+    await bus.ensure_group(CHUNKS, "late")
+    [later_id], [later] = await publish_chunks(bus, 1)
+
+    got = await collect(bus, "late", "w1", 1)
+
+    assert [(d.id, d.event) for d in got] == [(later_id, later)]
+    assert await nothing_for(bus, "late", "w1")
+    assert await bus.backlog(CHUNKS, "late") == 1
+    early = await collect(bus, "early", "w1", 3)
+    assert [d.id for d in early] == [*earlier_ids, later_id]
+
+
+async def test_ensure_group_is_idempotent(bus: EventBus) -> None:
+    await bus.ensure_group(CHUNKS, "all")
+    [first_id, second_id], _ = await publish_chunks(bus, 2)
+    [first] = await collect(bus, "all", "w1", 1)
+    await bus.ack(first)
+
+    await bus.ensure_group(CHUNKS, "all")
+
+    got = await collect(bus, "all", "w1", 1)
+    assert [d.id for d in got] == [second_id]
+    assert await nothing_for(bus, "all", "w1")
+    assert first.id == first_id
+
+
+async def test_restart_redelivers_only_unacked_events(bus_factory: BusFactory) -> None:
+    bus = await bus_factory()
+    await bus.ensure_group(CHUNKS, "all")
+    ids, events = await publish_chunks(bus, 3)
+    [done] = await collect(bus, "all", "w1", 1)
+    await bus.ack(done)
+    [held] = await collect(bus, "all", "w1", 1)  # in flight when the process stops
+    assert (done.id, held.id) == (ids[0], ids[1])
+    await bus.close()
+
+    bus = await bus_factory()
+    assert await bus.backlog(CHUNKS, "all") == 2
+    again = await collect(bus, "all", "w2", 2)
+
+    assert {d.id: d.event for d in again} == {ids[1]: events[1], ids[2]: events[2]}
+    for delivery in again:
+        await bus.ack(delivery)
+    assert await bus.backlog(CHUNKS, "all") == 0
+    await asyncio.sleep(ACK_TIMEOUT_S + 0.1)
+    assert await nothing_for(bus, "all", "w1", "w2")
+
+    new_id = await bus.publish(CHUNKS, chunk(new_video_id(), 0))
+    assert new_id not in ids
+    [fresh] = await collect(bus, "all", "w2", 1)
+    assert (fresh.id, fresh.attempt) == (new_id, 1)
+
+
+async def test_groups_survive_restart(bus_factory: BusFactory) -> None:
+    bus = await bus_factory()
+    await bus.ensure_group(CHUNKS, "early")
+    [old_id], _ = await publish_chunks(bus, 1)
+    await bus.ensure_group(CHUNKS, "late")
+    await bus.close()
+
+    bus = await bus_factory()  # no ensure_group: the groups are part of the durable state
+    [new_id], _ = await publish_chunks(bus, 1)
+
+    assert [d.id for d in await collect(bus, "early", "w1", 2)] == [old_id, new_id]
+    assert [d.id for d in await collect(bus, "late", "w1", 1)] == [new_id]
+    assert await nothing_for(bus, "early", "w1")
+    assert await nothing_for(bus, "late", "w1")
+
+
+async def test_ids_stay_unique_across_restarts(bus_factory: BusFactory) -> None:
+    bus = await bus_factory()
+    await bus.ensure_group(CHUNKS, "all")
+    old_ids, _ = await publish_chunks(bus, 3)
+    for delivery in await collect(bus, "all", "w1", 3):
+        await bus.ack(delivery)
+    await bus.close()
+    await (await bus_factory()).close()  # a restart with nothing to do
+
+    bus = await bus_factory()
+    new_ids, _ = await publish_chunks(bus, 2)
+
+    assert not set(new_ids) & set(old_ids)
+    assert len(set(new_ids)) == 2
+
+
+async def test_attempt_count_survives_restart(bus_factory: BusFactory) -> None:
+    bus = await bus_factory()
+    await bus.ensure_group(CHUNKS, "all")
+    [event_id], _ = await publish_chunks(bus, 1)
+    await collect(bus, "all", "w1", 1)  # the process dies while handling it
+    await bus.close()
+
+    bus = await bus_factory()
+    again = await collect(bus, "all", "w2", 1)
+
+    # The worker gives up on an event after max_attempts deliveries; an event that kills
+    # the process must not get a fresh count each time it is handed out again.
+    assert [(d.id, d.attempt) for d in again] == [(event_id, 2)]

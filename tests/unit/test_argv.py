@@ -1,0 +1,194 @@
+"""Golden tests of the ffmpeg argv: the whole command is compared with a saved one.
+
+Output timestamps are the source clock plus a fixed 1 s timeline offset (see
+``TIMELINE_OFFSET_S``), so a window starting at 10 s is written at 11 s.
+"""
+
+from pathlib import Path
+
+import pytest
+
+from chunkcast.domain.ladder import Rendition
+from chunkcast.media.argv import TIMELINE_OFFSET_S, EncodeOptions, InputRange, ladder_argv
+
+R240 = Rendition("240p", 426, 240, 400, 96, 30.0)
+R360 = Rendition("360p", 640, 360, 800, 128, 30.0)
+
+EXPECTED_WITH_AUDIO = [
+    "ffmpeg", "-hide_banner", "-nostdin", "-nostats", "-loglevel", "error", "-y",
+    "-ss", "10", "-t", "10",
+    "-i", "in.mp4",
+    "-filter_complex",
+    "[0:v:0]split=2[s0][s1];"
+    "[s0]scale=426:240,setsar=1,fps=30,format=yuv420p[v0];"
+    "[s1]scale=640:360,setsar=1,fps=30,format=yuv420p[v1]",
+    # 240p
+    "-map", "[v0]",
+    "-c:v", "libx264", "-preset", "veryfast", "-profile:v", "high",
+    "-b:v", "400k", "-maxrate", "428k", "-bufsize", "600k",
+    "-g", "60", "-keyint_min", "60", "-sc_threshold", "0",
+    "-force_key_frames", "expr:gte(t,n_forced*2)",
+    "-map", "0:a:0", "-c:a", "aac", "-b:a", "96k", "-ac", "2", "-ar", "48000",
+    "-output_ts_offset", "11",
+    "-f", "hls", "-hls_time", "2", "-hls_playlist_type", "vod",
+    "-hls_segment_type", "fmp4", "-hls_fmp4_init_filename", "init.mp4",
+    "-hls_segment_options", "use_editlist=0:avoid_negative_ts=disabled:movflags=+frag_discont",
+    "-start_number", "5",
+    "-hls_segment_filename", "/out/240p/%08d.m4s",
+    "/out/240p/index.m3u8",
+    # 360p
+    "-map", "[v1]",
+    "-c:v", "libx264", "-preset", "veryfast", "-profile:v", "high",
+    "-b:v", "800k", "-maxrate", "856k", "-bufsize", "1200k",
+    "-g", "60", "-keyint_min", "60", "-sc_threshold", "0",
+    "-force_key_frames", "expr:gte(t,n_forced*2)",
+    "-map", "0:a:0", "-c:a", "aac", "-b:a", "128k", "-ac", "2", "-ar", "48000",
+    "-output_ts_offset", "11",
+    "-f", "hls", "-hls_time", "2", "-hls_playlist_type", "vod",
+    "-hls_segment_type", "fmp4", "-hls_fmp4_init_filename", "init.mp4",
+    "-hls_segment_options", "use_editlist=0:avoid_negative_ts=disabled:movflags=+frag_discont",
+    "-start_number", "5",
+    "-hls_segment_filename", "/out/360p/%08d.m4s",
+    "/out/360p/index.m3u8",
+]
+
+EXPECTED_WITHOUT_AUDIO = [
+    "ffmpeg", "-hide_banner", "-nostdin", "-nostats", "-loglevel", "error", "-y",
+    "-ss", "10", "-t", "10",
+    "-i", "in.mp4",
+    "-filter_complex",
+    "[0:v:0]split=2[s0][s1];"
+    "[s0]scale=426:240,setsar=1,fps=30,format=yuv420p[v0];"
+    "[s1]scale=640:360,setsar=1,fps=30,format=yuv420p[v1]",
+    # 240p
+    "-map", "[v0]",
+    "-c:v", "libx264", "-preset", "veryfast", "-profile:v", "high",
+    "-b:v", "400k", "-maxrate", "428k", "-bufsize", "600k",
+    "-g", "60", "-keyint_min", "60", "-sc_threshold", "0",
+    "-force_key_frames", "expr:gte(t,n_forced*2)",
+    "-output_ts_offset", "11",
+    "-f", "hls", "-hls_time", "2", "-hls_playlist_type", "vod",
+    "-hls_segment_type", "fmp4", "-hls_fmp4_init_filename", "init.mp4",
+    "-hls_segment_options", "use_editlist=0:avoid_negative_ts=disabled:movflags=+frag_discont",
+    "-start_number", "5",
+    "-hls_segment_filename", "/out/240p/%08d.m4s",
+    "/out/240p/index.m3u8",
+    # 360p
+    "-map", "[v1]",
+    "-c:v", "libx264", "-preset", "veryfast", "-profile:v", "high",
+    "-b:v", "800k", "-maxrate", "856k", "-bufsize", "1200k",
+    "-g", "60", "-keyint_min", "60", "-sc_threshold", "0",
+    "-force_key_frames", "expr:gte(t,n_forced*2)",
+    "-output_ts_offset", "11",
+    "-f", "hls", "-hls_time", "2", "-hls_playlist_type", "vod",
+    "-hls_segment_type", "fmp4", "-hls_fmp4_init_filename", "init.mp4",
+    "-hls_segment_options", "use_editlist=0:avoid_negative_ts=disabled:movflags=+frag_discont",
+    "-start_number", "5",
+    "-hls_segment_filename", "/out/360p/%08d.m4s",
+    "/out/360p/index.m3u8",
+]
+
+
+def golden_argv(*, has_audio: bool) -> list[str]:
+    return ladder_argv("ffmpeg", "in.mp4", [R240, R360], Path("/out"), has_audio=has_audio,
+                       opts=EncodeOptions(), window=InputRange(10, 10), first_seq=5)
+
+
+def values_of(argv: list[str], flag: str) -> list[str]:
+    """Every value given to ``flag`` (once per output for per-rendition options)."""
+    return [argv[i + 1] for i, arg in enumerate(argv[:-1]) if arg == flag]
+
+
+def test_golden_argv_with_audio() -> None:
+    assert golden_argv(has_audio=True) == EXPECTED_WITH_AUDIO
+
+
+def test_golden_argv_without_audio() -> None:
+    assert golden_argv(has_audio=False) == EXPECTED_WITHOUT_AUDIO
+
+
+def test_no_audio_arguments_without_audio() -> None:
+    argv = golden_argv(has_audio=False)
+    assert "0:a:0" not in argv
+    for flag in ("-c:a", "-b:a", "-ac", "-ar"):
+        assert flag not in argv
+
+
+def test_the_source_is_decoded_once() -> None:
+    argv = golden_argv(has_audio=True)
+    assert argv.count("-i") == 1
+    assert argv.count("-filter_complex") == 1
+
+
+@pytest.mark.parametrize(
+    ("fps", "segment_seconds", "gop"),
+    [(30.0, 2, 60), (25.0, 2, 50), (29.97, 2, 60), (60.0, 1, 60), (24.0, 4, 96),
+     (23.976, 2, 48)],
+)
+def test_gop_is_one_segment_long(fps: float, segment_seconds: int, gop: int) -> None:
+    r = Rendition("720p", 1280, 720, 2800, 128, fps)
+    argv = ladder_argv("ffmpeg", "in.mp4", [r], Path("/out"), has_audio=True,
+                       opts=EncodeOptions(segment_seconds=segment_seconds))
+    assert values_of(argv, "-g") == [str(gop)]
+    assert values_of(argv, "-keyint_min") == [str(gop)]
+    assert values_of(argv, "-sc_threshold") == ["0"]
+    assert values_of(argv, "-force_key_frames") == [f"expr:gte(t,n_forced*{segment_seconds})"]
+    assert values_of(argv, "-hls_time") == [str(segment_seconds)]
+
+
+@pytest.mark.parametrize(
+    ("video_kbps", "maxrate", "bufsize"),
+    [(400, "428k", "600k"), (800, "856k", "1200k"), (1400, "1498k", "2100k"),
+     (2800, "2996k", "4200k"), (5000, "5350k", "7500k")],
+)
+def test_rate_control(video_kbps: int, maxrate: str, bufsize: str) -> None:
+    r = Rendition("720p", 1280, 720, video_kbps, 128, 30.0)
+    argv = ladder_argv("ffmpeg", "in.mp4", [r], Path("/out"), has_audio=False,
+                       opts=EncodeOptions())
+    assert values_of(argv, "-b:v") == [f"{video_kbps}k"]
+    assert values_of(argv, "-maxrate") == [maxrate]
+    assert values_of(argv, "-bufsize") == [bufsize]
+
+
+@pytest.mark.parametrize(
+    ("window", "first_seq", "seek"),
+    [
+        (InputRange(10, 10), 5, ["10", "10"]),
+        (InputRange(12.5, 2), 6, ["12.5", "2"]),
+        (InputRange(0, 10), 0, ["0", "10"]),
+        (InputRange(3598, 2.04), 1799, ["3598", "2.04"]),
+    ],
+)
+def test_window_sets_seek_timestamps_and_numbering(
+    window: InputRange, first_seq: int, seek: list[str]
+) -> None:
+    argv = ladder_argv("ffmpeg", "in.mp4", [R240, R360], Path("/out"), has_audio=True,
+                       opts=EncodeOptions(), window=window, first_seq=first_seq)
+    assert [*values_of(argv, "-ss"), *values_of(argv, "-t")] == seek
+    assert argv.index("-ss") < argv.index("-i"), "input seeking: -ss before -i"
+    # Consecutive windows keep the source clock, shifted by the same fixed offset.
+    offsets = [float(v) for v in values_of(argv, "-output_ts_offset")]
+    assert offsets == [pytest.approx(window.start + TIMELINE_OFFSET_S)] * 2
+    assert values_of(argv, "-start_number") == [str(first_seq)] * 2
+
+
+def test_whole_source_without_window() -> None:
+    argv = ladder_argv("/opt/ffmpeg", "s3://bucket/src", [R240], Path("/tmp/job"),
+                       has_audio=True, opts=EncodeOptions(preset="medium", loglevel="warning"))
+    assert argv[0] == "/opt/ffmpeg"
+    assert "-ss" not in argv and "-t" not in argv
+    assert values_of(argv, "-i") == ["s3://bucket/src"]
+    assert [float(v) for v in values_of(argv, "-output_ts_offset")] == [TIMELINE_OFFSET_S]
+    assert values_of(argv, "-start_number") == ["0"]
+    assert values_of(argv, "-preset") == ["medium"]
+    assert values_of(argv, "-loglevel") == ["warning"]
+    assert argv[-1] == "/tmp/job/240p/index.m3u8"
+
+
+def test_fractional_frame_rate_in_filter() -> None:
+    r = Rendition("480p", 854, 480, 1400, 128, 29.97)
+    argv = ladder_argv("ffmpeg", "in.mp4", [r], Path("/out"), has_audio=False,
+                       opts=EncodeOptions())
+    assert values_of(argv, "-filter_complex") == [
+        "[0:v:0]split=1[s0];[s0]scale=854:480,setsar=1,fps=29.97,format=yuv420p[v0]"
+    ]

@@ -1,0 +1,71 @@
+"""Bus events survive a JSON round trip."""
+
+import json
+
+import pytest
+
+from chunkcast.domain import events
+from chunkcast.domain.events import (
+    EVENT_TYPES,
+    ChunkUploaded,
+    Event,
+    SegmentReady,
+    SourceUploaded,
+    VideoStatusChanged,
+    decode,
+    encode,
+)
+
+VID = "abcdefghijklmnop"
+
+EXAMPLES: list[Event] = [
+    SourceUploaded(VID, f"sources/{VID}/source"),
+    ChunkUploaded(VID, "vod", 3, f"sources/{VID}/source", 6.0, 2.0),
+    ChunkUploaded(VID, "live", 0, f"chunks/{VID}/00000000.ts", 12.48, 1.0,
+                  captured_at="2024-05-01T12:00:00.000Z"),
+    SegmentReady(VID, "720p", 3, f"media/{VID}/720p/00000003.m4s", f"media/{VID}/720p/init.mp4",
+                 6.0, 2.0, None, "2024-05-01T12:00:01.250Z"),
+    SegmentReady(VID, "240p", 9, f"media/{VID}/240p/00000009.m4s", f"media/{VID}/240p/init.mp4",
+                 18.018, 1.966667, "2024-05-01T12:00:00.000Z", "2024-05-01T12:00:02.000Z"),
+    VideoStatusChanged(VID, "ready"),
+    VideoStatusChanged(VID, "failed", "the file is not a video"),
+]
+
+
+def test_examples_cover_every_event_type() -> None:
+    assert {type(e) for e in EXAMPLES} == set(EVENT_TYPES.values())
+
+
+def test_every_event_type_has_a_topic() -> None:
+    on_topics = {cls for classes in events.TOPIC_EVENTS.values() for cls in classes}
+    assert on_topics == set(EVENT_TYPES.values())
+
+
+@pytest.mark.parametrize("event", EXAMPLES, ids=lambda e: type(e).__name__)
+def test_round_trip(event: Event) -> None:
+    text = encode(event)
+    assert "\n" not in text
+    back = decode(text)
+    assert type(back) is type(event)
+    assert back == event
+    assert decode(text.encode()) == event
+
+
+@pytest.mark.parametrize("event", EXAMPLES, ids=lambda e: type(e).__name__)
+def test_encoded_body_names_type_and_version(event: Event) -> None:
+    body = json.loads(encode(event))
+    assert body["type"] == event.type
+    assert body["v"] == events.SCHEMA_VERSION
+
+
+@pytest.mark.parametrize("event", EXAMPLES, ids=lambda e: type(e).__name__)
+def test_unknown_fields_are_ignored(event: Event) -> None:
+    body = json.loads(encode(event))
+    body["added_in_a_later_version"] = {"nested": [1, 2]}
+    body["priority"] = 5
+    assert decode(json.dumps(body)) == event
+
+
+def test_optional_fields_may_be_missing() -> None:
+    body = {"type": "video.status", "v": 1, "video_id": VID, "status": "processing"}
+    assert decode(json.dumps(body)) == VideoStatusChanged(VID, "processing")
