@@ -6,6 +6,7 @@ import contextlib
 import logging
 import os
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -43,12 +44,44 @@ def _serve(settings: Settings, host: str, port: int, *, run_workers: bool) -> in
     return 0
 
 
+DEMO_TITLE = "Demo: test pattern"
+
+
+def _demo(settings: Settings) -> None:
+    """Once the server answers, upload a generated test pattern (unless one is there)."""
+    import httpx
+
+    from chunkcast.client import ApiError, Client
+    from chunkcast.testing import make_clip
+
+    for _ in range(300):
+        with contextlib.suppress(httpx.TransportError):
+            if httpx.get(f"{settings.public_url}/healthz", timeout=1).status_code == 200:
+                break
+        time.sleep(0.1)
+    try:
+        with Client(settings.public_url, settings.admin_token) as client:
+            listed = client.videos()
+            if any(v["title"] == DEMO_TITLE and v["status"] == "ready" for v in listed):
+                return
+            clip = make_clip(settings.data_dir / "demo.mp4", seconds=20, size="1280x720",
+                             source="testsrc")
+            created = client.create_video(DEMO_TITLE)
+            client.put_file(created["upload"], clip)
+            client.complete(created["id"])
+            console.print(f"demo video: [bold]{created['playback']['hls']}[/]")
+    except (ApiError, httpx.HTTPError) as exc:
+        console.print(f"[red]demo upload failed: {exc}[/]")
+
+
 def cmd_up(args: argparse.Namespace) -> int:
     public = None if "CHUNKCAST_PUBLIC_URL" in os.environ else f"http://{args.host}:{args.port}"
     settings = prepare(_settings(args, public_url=public))
     console.print(f"chunkcast is starting at [bold]{settings.public_url}[/]")
     console.print(f"data dir: {settings.data_dir}")
     console.print(f"admin token: [bold]{settings.admin_token}[/]")
+    if args.demo:
+        threading.Thread(target=_demo, args=(settings,), daemon=True).start()
     return _serve(settings, args.host, args.port, run_workers=True)
 
 
@@ -138,6 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
     up = sub.add_parser("up", help="run the whole platform in one process (embedded)")
     up.add_argument("--host", default="127.0.0.1")
     up.add_argument("--port", type=int, default=8000)
+    up.add_argument("--demo", action="store_true", help="also publish a demo video")
     up.set_defaults(func=cmd_up)
 
     api = sub.add_parser("api", help="run an API process (distributed)")

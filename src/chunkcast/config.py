@@ -46,7 +46,7 @@ class Settings(BaseSettings):
     ffmpeg: str = ""
     x264_preset: str = "veryfast"
     segment_seconds: int = Field(2, ge=1, le=10)
-    vod_chunk_seconds: int = Field(10, ge=2, le=600)
+    vod_chunk_seconds: int = Field(16, ge=2, le=600)
     worker_concurrency: int = Field(2, ge=1, le=64)
     ack_timeout_seconds: float = Field(300.0, gt=0)
     max_attempts: int = Field(3, ge=1)
