@@ -1,9 +1,9 @@
 """The local store as clients and CDNs meet it over HTTP: size cap, Range, cache headers."""
 
 import os
-from collections.abc import Iterator
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
