@@ -163,6 +163,30 @@ def cmd_upload(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_stream_create(args: argparse.Namespace) -> int:
+    from chunkcast.client import ApiError, Client
+
+    settings = _settings(args)
+    server = args.server or settings.public_url
+    try:
+        with Client(server, args.token or read_admin_token(settings)) as client:
+            stream = client.create_stream(args.title)
+    except ApiError as exc:
+        console.print(f"[red]error: {exc.message}[/]")
+        return 1
+    print(f"id:         {stream['id']}")
+    print(f"stream key: {stream['stream_key']}  (shown once; keep it secret)")
+    print(f"broadcast:  {stream['broadcast']}")
+    print(f"hls:        {stream['playback']['hls']}")
+    print(f"watch:      {stream['playback']['watch']}")
+    return 0
+
+
+def _client_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--server", help="API URL (default: CHUNKCAST_PUBLIC_URL)")
+    parser.add_argument("--token", help="admin token (default: the local data dir's)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="chunkcast", description=__doc__)
     parser.add_argument("--config", type=Path, help="TOML settings file (env vars win)")
@@ -186,9 +210,15 @@ def build_parser() -> argparse.ArgumentParser:
     upload = sub.add_parser("upload", help="upload a file and wait until it plays")
     upload.add_argument("file", type=Path)
     upload.add_argument("--title")
-    upload.add_argument("--server", help="API URL (default: CHUNKCAST_PUBLIC_URL)")
-    upload.add_argument("--token", help="admin token (default: the local data dir's)")
+    _client_options(upload)
     upload.set_defaults(func=cmd_upload)
+
+    stream = sub.add_parser("stream", help="live streams")
+    stream_sub = stream.add_subparsers(dest="stream_command", required=True)
+    create = stream_sub.add_parser("create", help="create a stream and print its key")
+    create.add_argument("--title", default="Live")
+    _client_options(create)
+    create.set_defaults(func=cmd_stream_create)
 
     db = sub.add_parser("db", help="database maintenance")
     db_sub = db.add_subparsers(dest="db_command", required=True)

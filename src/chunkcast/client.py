@@ -44,6 +44,10 @@ class Client:
         result: dict[str, Any] = self._call("POST", f"/api/v1/videos/{video_id}/complete")
         return result
 
+    def create_stream(self, title: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("POST", "/api/v1/streams", json={"title": title})
+        return result
+
     def videos(self, limit: int = 100) -> list[dict[str, Any]]:
         result: list[dict[str, Any]] = self._call("GET", "/api/v1/videos",
                                                   params={"limit": limit})["items"]

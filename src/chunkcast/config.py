@@ -52,6 +52,11 @@ class Settings(BaseSettings):
     max_attempts: int = Field(3, ge=1)
     max_upload_bytes: int = Field(20 * 1024**3, gt=0)
     upload_url_seconds: int = Field(3600, ge=60)
+    live_window_segments: int = Field(6, ge=3)
+    live_idle_timeout_seconds: float = Field(30.0, gt=0)
+    live_gap_timeout_seconds: float = Field(5.0, gt=0)
+    live_start_segments: int = Field(3, ge=1)
+    ws_queue_limit: int = Field(256, ge=8)
 
     @classmethod
     def settings_customise_sources(

@@ -24,6 +24,7 @@ from chunkcast.ports.storage import ObjectStore
 from chunkcast.services.ingest import Splitter
 from chunkcast.services.lifecycle import Lifecycle
 from chunkcast.services.playback import Playback
+from chunkcast.services.streams import Streams
 from chunkcast.services.transcoding import TranscodeConfig, Transcoder
 from chunkcast.services.videos import Videos
 from chunkcast.worker.consumer import Consumer
@@ -43,9 +44,12 @@ class Platform:
         s = self.settings
         self.lifecycle = Lifecycle(self.repo, self.bus)
         self.playback = Playback(self.repo, self.store, s.media_base_url, s.public_url,
-                                 s.segment_seconds)
+                                 s.segment_seconds, live_window=s.live_window_segments)
         self.videos = Videos(self.repo, self.store, self.bus, self.lifecycle, self.metrics,
                              upload_url_seconds=s.upload_url_seconds)
+        self.streams = Streams(self.repo, self.store, self.bus, self.lifecycle, self.playback,
+                               s.groups, chunk_url_seconds=s.upload_url_seconds,
+                               idle_timeout_s=s.live_idle_timeout_seconds)
 
     async def close(self) -> None:
         await self.bus.close()

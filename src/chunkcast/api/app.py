@@ -10,11 +10,13 @@ from fastapi import FastAPI
 from chunkcast import __version__
 from chunkcast.adapters.storage.local import LocalObjectStore
 from chunkcast.api import errors
-from chunkcast.api.routes import ops, play, videos
+from chunkcast.api.hub import Hub
+from chunkcast.api.routes import live, ops, play, videos
 from chunkcast.api.routes.media import media_router
 from chunkcast.config import Settings
 from chunkcast.domain.signing import token_digest
-from chunkcast.runtime import open_platform
+from chunkcast.runtime import Platform, open_platform
+from chunkcast.services.live import LiveFeed
 
 log = logging.getLogger(__name__)
 
@@ -24,11 +26,18 @@ def create_app(settings: Settings, *, run_workers: bool = False) -> FastAPI:
     workers of every rendition group run inside it too. ``settings`` must be prepared
     (secret key and admin token known) and the database migrated."""
     platform = open_platform(settings)
+    feed = LiveFeed(platform.repo, settings.media_base_url,
+                    gap_timeout_s=settings.live_gap_timeout_seconds)
+    platform.playback.live = feed
+    hub = Hub(feed, queue_limit=settings.ws_queue_limit,
+              start_segments=settings.live_start_segments)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         tasks = [asyncio.create_task(c.run(), name="consumer")
                  for c in (platform.consumers() if run_workers else [])]
+        tasks.append(asyncio.create_task(feed.run(platform.bus), name="live-feed"))
+        tasks.append(asyncio.create_task(_end_quiet_streams(platform), name="stream-watchdog"))
         try:
             yield
         finally:
@@ -39,12 +48,26 @@ def create_app(settings: Settings, *, run_workers: bool = False) -> FastAPI:
 
     app = FastAPI(title="chunkcast", version=__version__, lifespan=lifespan)
     app.state.platform = platform
+    app.state.hub = hub
     app.state.admin_digest = token_digest(settings.admin_token)
     errors.install(app)
     app.include_router(videos.router)
     app.include_router(play.router)
     app.include_router(ops.router)
+    app.include_router(live.router)
     if isinstance(platform.store, LocalObjectStore):
         app.include_router(media_router(platform.store, settings.secret_key.encode(),
                                         settings.max_upload_bytes))
     return app
+
+
+async def _end_quiet_streams(platform: Platform) -> None:
+    """End streams whose broadcaster went silent (every API process runs this; ending is
+    idempotent)."""
+    while True:
+        await asyncio.sleep(1.0)
+        try:
+            for video_id in await platform.streams.end_quiet():
+                log.info("stream %s ended: no chunk for the idle timeout", video_id)
+        except Exception:
+            log.exception("stream watchdog")

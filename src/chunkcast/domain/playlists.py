@@ -43,8 +43,10 @@ def render_media(
     ended: bool,
     vod: bool,
     target_duration: float | None = None,
+    event: bool = False,
 ) -> str:
-    """Media playlist. ``vod`` marks PLAYLIST-TYPE:VOD; ``ended`` adds EXT-X-ENDLIST.
+    """Media playlist. ``vod`` marks PLAYLIST-TYPE:VOD, ``event`` PLAYLIST-TYPE:EVENT (a live
+    playlist that only grows, for DVR); ``ended`` adds EXT-X-ENDLIST.
 
     ``segments`` must be in seq order; a hole in the numbering is marked with
     EXT-X-DISCONTINUITY so players do not expect continuous timestamps across it.
@@ -61,6 +63,8 @@ def render_media(
     ]
     if vod:
         lines.append("#EXT-X-PLAYLIST-TYPE:VOD")
+    elif event:
+        lines.append("#EXT-X-PLAYLIST-TYPE:EVENT")
     lines.append(f'#EXT-X-MAP:URI="{init_uri}"')
     previous: int | None = None
     for s in segments:

@@ -64,6 +64,9 @@ class Video:
     has_audio: bool | None = None
     source_size: int | None = None
     jobs_total: int = 0  # chunk x worker-group transcodes this video needs
+    stream_key_digest: str | None = None  # live: SHA-256 of the stream key
+    last_chunk_at: datetime | None = None  # live: when the latest chunk was reported
+    audio_passthrough: bool = False  # the source's audio is copied, not re-encoded
 
 
 @dataclass(frozen=True)

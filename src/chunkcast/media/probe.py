@@ -18,6 +18,15 @@ class SourceInfo:
     rotation: int
     has_audio: bool
     audio_channels: int
+    audio_codec: str = ""
+    audio_rate: int = 0
+
+    @property
+    def audio_passthrough(self) -> bool:
+        """Audio already in the delivery format (AAC-LC, 48 kHz, at most stereo) is copied:
+        chunks then join without the priming overlap a fresh AAC encode puts at each start."""
+        return (self.has_audio and self.audio_codec == "aac" and self.audio_rate == 48000
+                and 0 < self.audio_channels <= 2)
 
 
 async def probe(url: str) -> SourceInfo:
@@ -55,6 +64,8 @@ def _probe(url: str) -> SourceInfo:
             rotation=rotation,
             has_audio=audio is not None,
             audio_channels=audio.codec_context.channels if audio is not None else 0,
+            audio_codec=audio.codec_context.name if audio is not None else "",
+            audio_rate=audio.codec_context.sample_rate or 0 if audio is not None else 0,
         )
 
 

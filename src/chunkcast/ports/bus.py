@@ -1,5 +1,6 @@
 """The event bus: topics, consumer groups, at-least-once delivery."""
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -39,6 +40,11 @@ class EventBus(Protocol):
 
     async def backlog(self, topic: str, group: str) -> int:
         """Events of ``topic`` the group has not acked yet (waiting or in flight)."""
+
+    def subscribe(self, topic: str) -> AsyncIterator[Event]:
+        """Every event published to ``topic`` from now on, for as long as the iterator is
+        consumed: fan-out to every subscriber, no group, no ack (what each API process uses
+        to follow ``segments`` and ``videos``)."""
 
     async def close(self) -> None:
         """Release connections and files."""

@@ -1,6 +1,7 @@
 """The catalogue: videos, renditions, segments and transcode progress."""
 
 from collections.abc import Collection, Sequence
+from datetime import datetime
 from typing import Protocol
 
 from chunkcast.domain.ladder import Rendition
@@ -12,6 +13,18 @@ class VideoRepository(Protocol):
 
     async def add_video(self, video: Video) -> None:
         """Insert a new video."""
+
+    async def set_stream_key(self, video_id: str, digest: str) -> None:
+        """Replace a stream's key digest (key rotation)."""
+
+    async def add_chunk(self, chunk: Chunk, *, at: datetime) -> bool:
+        """Record a live chunk reported at ``at``; False when it was already recorded."""
+
+    async def quiet_streams(self, before: datetime) -> Sequence[str]:
+        """Ids of live streams whose last chunk was reported before ``before``."""
+
+    async def set_jobs_total(self, video_id: str, jobs_total: int) -> None:
+        """How many chunk transcodes complete the video (known when a stream ends)."""
 
     async def get_video(self, video_id: str) -> Video | None:
         """The video, or None."""
@@ -40,6 +53,7 @@ class VideoRepository(Protocol):
         fps: float,
         has_audio: bool,
         source_size: int,
+        audio_passthrough: bool = False,
     ) -> None:
         """Record what the probe found."""
 

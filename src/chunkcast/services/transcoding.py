@@ -12,11 +12,18 @@ import anyio
 
 from chunkcast.domain import events, keys
 from chunkcast.domain.errors import MediaError
-from chunkcast.domain.ladder import Rendition, renditions_for_group
+from chunkcast.domain.ladder import Rendition, choose_ladder, renditions_for_group
 from chunkcast.domain.videos import RenditionInfo, Segment, Video, VideoKind, VideoStatus
-from chunkcast.media.argv import TIMELINE_OFFSET_S, EncodeOptions, InputRange, ladder_argv
+from chunkcast.media.argv import (
+    TIMELINE_OFFSET_S,
+    EncodeOptions,
+    InputRange,
+    ladder_argv,
+    live_chunk_argv,
+)
 from chunkcast.media.hls import WrittenSegment, read_written_segments
 from chunkcast.media.mp4 import codecs_of_init
+from chunkcast.media.probe import probe
 from chunkcast.media.process import run_ffmpeg
 from chunkcast.metrics import Metrics
 from chunkcast.ports.bus import EventBus
@@ -61,6 +68,8 @@ class Transcoder:
         if video is None or video.status in (VideoStatus.FAILED, VideoStatus.READY):
             return
         infos = await self._repo.renditions(video.id)
+        if not infos and event.kind == "live":
+            video, infos = await self._plan_live(video, event)
         mine = renditions_for_group([i.rendition for i in infos], self._cfg.groups,
                                     self._cfg.group)
         if not mine:
@@ -68,38 +77,63 @@ class Transcoder:
         try:
             segments = await self._transcode(video, event, mine, infos)
         except MediaError as exc:
-            await self._lifecycle.fail(video.id, f"chunk {event.seq}: {exc.message}")
-            return
+            if video.kind is VideoKind.VOD:
+                await self._lifecycle.fail(video.id, f"chunk {event.seq}: {exc.message}")
+                return
+            # A bad live chunk is skipped: viewers get a gap marker, the stream goes on.
+            log.warning("stream %s: chunk %d skipped: %s", video.id, event.seq, exc.message)
+            segments = []
         await self._repo.upsert_segments(segments)
         ready_at = iso_now()
         for s in segments:
             await self._bus.publish(events.SEGMENTS, events.SegmentReady(
                 s.video_id, s.rendition, s.seq, s.key, keys.init_segment(s.video_id, s.rendition),
                 s.pts_start, s.duration, s.captured_at, ready_at))
-        done = await self._repo.finish_job(video.id, event.seq, self._cfg.group)
-        if video.kind is VideoKind.VOD and done >= video.jobs_total:
-            await self._finish_vod(video)
+        await self._repo.finish_job(video.id, event.seq, self._cfg.group)
+        await finish_if_complete(self._repo, self._lifecycle, self._playback, video.id)
+
+    async def _plan_live(self, video: Video, event: events.ChunkUploaded
+                         ) -> tuple[Video, Sequence[RenditionInfo]]:
+        """The first chunk of a stream decides its ladder (every worker decides the same)."""
+        info = await probe(await self._store.input_url(event.key))
+        await self._repo.set_source_info(
+            video.id, duration=0.0, width=info.width, height=info.height, fps=info.fps,
+            has_audio=info.has_audio, source_size=0, audio_passthrough=info.audio_passthrough)
+        await self._repo.set_plan(video.id, choose_ladder(info.width, info.height, info.fps), 0)
+        refreshed = await self._repo.get_video(video.id)
+        return refreshed or video, await self._repo.renditions(video.id)
+
+    def _argv(self, video: Video, event: events.ChunkUploaded, source: str,
+              renditions: list[Rendition], out: Path, first_seq: int) -> list[str]:
+        opts = self._cfg.options
+        has_audio = bool(video.has_audio)
+        if event.kind == "live":
+            return live_chunk_argv(self._cfg.ffmpeg, source, renditions, out,
+                                   has_audio=has_audio, copy_audio=video.audio_passthrough,
+                                   opts=opts, seq=first_seq)
+        return ladder_argv(self._cfg.ffmpeg, source, renditions, out, has_audio=has_audio,
+                           opts=opts, window=InputRange(event.pts_start, event.duration),
+                           first_seq=first_seq)
 
     async def _transcode(self, video: Video, event: events.ChunkUploaded,
                          renditions: list[Rendition], infos: Sequence[RenditionInfo]
                          ) -> list[Segment]:
-        opts = self._cfg.options
-        first_seq = round(event.pts_start / opts.segment_seconds)
+        # A live chunk is one segment numbered like the chunk; a VOD chunk holds whole
+        # segments, numbered from its start time.
+        live = event.kind == "live"
+        segment_seconds = self._cfg.options.segment_seconds
+        first_seq = event.seq if live else round(event.pts_start / segment_seconds)
         source = await self._store.input_url(event.key)
         with tempfile.TemporaryDirectory(prefix="chunkcast-", dir=self._cfg.work_dir) as tmp:
             out = Path(tmp)
             for r in renditions:
                 (out / r.name).mkdir()
-            argv = ladder_argv(
-                self._cfg.ffmpeg, source, renditions, out, has_audio=bool(video.has_audio),
-                opts=opts, window=InputRange(event.pts_start, event.duration),
-                first_seq=first_seq,
-            )
             started = time.monotonic()
-            await run_ffmpeg(argv)
+            await run_ffmpeg(self._argv(video, event, source, renditions, out, first_seq))
             self._metrics.observe_transcode(self._cfg.group, event.duration,
                                             time.monotonic() - started)
             codecs = {i.rendition.name: i.codecs for i in infos}
+            start = event.pts_start if live else event.pts_start + TIMELINE_OFFSET_S
             segments: list[Segment] = []
             for r in renditions:
                 written = read_written_segments(out / r.name / "index.m3u8")
@@ -107,13 +141,13 @@ class Transcoder:
                 await self._store_init(video.id, r.name, out / r.name / "init.mp4",
                                        codecs.get(r.name))
                 segments += await self._store_segments(video.id, r.name, event, written,
-                                                       first_seq)
+                                                       first_seq, start)
             return segments
 
     @staticmethod
     def _check_complete(event: events.ChunkUploaded, written: list[WrittenSegment]) -> None:
         produced = sum(w.duration for w in written)
-        if produced < event.duration - SHORTFALL_TOLERANCE_S:
+        if produced < event.duration - SHORTFALL_TOLERANCE_S or not written:
             at = event.pts_start + produced
             raise MediaError(f"the source ends at {at:.1f} s although it should last until "
                              f"{event.pts_start + event.duration:.1f} s (truncated or damaged)")
@@ -129,9 +163,10 @@ class Transcoder:
             await self._repo.set_codecs(video_id, rendition, codecs_of_init(init))
 
     async def _store_segments(self, video_id: str, rendition: str, event: events.ChunkUploaded,
-                              written: list[WrittenSegment], first_seq: int) -> list[Segment]:
+                              written: list[WrittenSegment], first_seq: int, start: float
+                              ) -> list[Segment]:
         out = []
-        pts = event.pts_start + TIMELINE_OFFSET_S
+        pts = start
         for i, w in enumerate(written):
             seq = first_seq + i
             key = keys.segment(video_id, rendition, seq)
@@ -141,8 +176,18 @@ class Transcoder:
             pts += w.duration
         return out
 
-    async def _finish_vod(self, video: Video) -> None:
-        """Every chunk of every group is done: write static playlists, then mark ready."""
-        await self._playback.write_static(video)
-        await self._lifecycle.move(video.id, VideoStatus.READY,
-                                   only_from=(VideoStatus.PROCESSING,))
+
+async def finish_if_complete(repo: VideoRepository, lifecycle: Lifecycle, playback: Playback,
+                             video_id: str) -> None:
+    """When every chunk transcode of a finished upload or an ended stream is done, write the
+    static playlists; an upload then becomes ready (an ended stream stays ``ended``)."""
+    video = await repo.get_video(video_id)
+    if video is None or video.status not in (VideoStatus.PROCESSING, VideoStatus.ENDED):
+        return
+    if video.kind is VideoKind.LIVE and video.status is not VideoStatus.ENDED:
+        return
+    if await repo.jobs_done(video.id) < video.jobs_total:
+        return
+    await playback.write_static(video)
+    if video.kind is VideoKind.VOD:
+        await lifecycle.move(video.id, VideoStatus.READY, only_from=(VideoStatus.PROCESSING,))

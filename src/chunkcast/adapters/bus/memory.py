@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import json
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -47,6 +48,7 @@ class MemoryBus:
 
     def __init__(self, journal: Path | None = None, ack_timeout_s: float = 60.0) -> None:
         self._topics: dict[str, _Topic] = {}
+        self._subscribers: dict[str, set[asyncio.Queue[Event]]] = {}
         self._changed = asyncio.Condition()
         self._ack_timeout = ack_timeout_s
         self._journal: IO[str] | None = None
@@ -126,6 +128,8 @@ class MemoryBus:
         t.next_id += 1
         t.messages[msg_id] = event
         self._log(op="pub", topic=topic, id=msg_id, event=encode(event))
+        for queue in self._subscribers.get(topic, ()):
+            queue.put_nowait(event)
         async with self._changed:
             self._changed.notify_all()
         return str(msg_id)
@@ -197,6 +201,23 @@ class MemoryBus:
         if g is None:
             return 0
         return sum(1 for i in t.messages if i >= g.start and i not in g.acked)
+
+    def subscribe(self, topic: str) -> AsyncIterator[Event]:
+        # Registered now, not at the first iteration, so nothing published after this
+        # call is missed.
+        queue: asyncio.Queue[Event] = asyncio.Queue()
+        subscribers = self._subscribers.setdefault(topic, set())
+        subscribers.add(queue)
+        return self._drain(queue, subscribers)
+
+    @staticmethod
+    async def _drain(queue: asyncio.Queue[Event],
+                     subscribers: set[asyncio.Queue[Event]]) -> AsyncIterator[Event]:
+        try:
+            while True:
+                yield await queue.get()
+        finally:
+            subscribers.discard(queue)
 
     async def close(self) -> None:
         if self._journal is not None:

@@ -25,6 +25,9 @@ class VideoRow(Base):
     has_audio: Mapped[bool | None]
     source_size: Mapped[int | None] = mapped_column(BigInteger)
     jobs_total: Mapped[int] = mapped_column(Integer, default=0)
+    stream_key_digest: Mapped[str | None] = mapped_column(String(64))
+    last_chunk_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    audio_passthrough: Mapped[bool | None]
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 

@@ -41,13 +41,18 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+def _utc(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
 def _video(row: VideoRow) -> Video:
-    created = row.created_at if row.created_at.tzinfo else row.created_at.replace(tzinfo=UTC)
     return Video(
         id=row.id, kind=VideoKind(row.kind), title=row.title, status=VideoStatus(row.status),
-        created_at=created, error=row.error, duration=row.duration, width=row.width,
+        created_at=_utc(row.created_at), error=row.error, duration=row.duration, width=row.width,
         height=row.height, fps=row.fps, has_audio=row.has_audio, source_size=row.source_size,
-        jobs_total=row.jobs_total,
+        jobs_total=row.jobs_total, stream_key_digest=row.stream_key_digest,
+        last_chunk_at=_utc(row.last_chunk_at) if row.last_chunk_at else None,
+        audio_passthrough=bool(row.audio_passthrough),
     )
 
 
@@ -62,8 +67,39 @@ class SqlVideoRepository:
             s.add(VideoRow(
                 id=video.id, kind=video.kind.value, title=video.title, status=video.status.value,
                 error=video.error, jobs_total=video.jobs_total, created_at=video.created_at,
-                updated_at=video.created_at,
+                updated_at=video.created_at, stream_key_digest=video.stream_key_digest,
             ))
+
+    async def set_stream_key(self, video_id: str, digest: str) -> None:
+        async with self._session.begin() as s:
+            await s.execute(update(VideoRow).where(VideoRow.id == video_id).values(
+                stream_key_digest=digest, updated_at=_now()))
+
+    async def add_chunk(self, chunk: Chunk, *, at: datetime) -> bool:
+        async with self._session.begin() as s:
+            result = await s.execute(self._insert(ChunkRow).values(
+                video_id=chunk.video_id, seq=chunk.seq, key=chunk.key,
+                pts_start=chunk.pts_start, duration=chunk.duration,
+                captured_at=chunk.captured_at,
+            ).on_conflict_do_nothing())
+            inserted = bool(getattr(result, "rowcount", 0))
+            await s.execute(update(VideoRow).where(VideoRow.id == chunk.video_id).values(
+                last_chunk_at=at))
+            return inserted
+
+    async def quiet_streams(self, before: datetime) -> Sequence[str]:
+        async with self._session() as s:
+            rows = await s.scalars(select(VideoRow.id).where(
+                VideoRow.kind == VideoKind.LIVE.value,
+                VideoRow.status == VideoStatus.LIVE.value,
+                VideoRow.last_chunk_at < before,
+            ))
+            return list(rows)
+
+    async def set_jobs_total(self, video_id: str, jobs_total: int) -> None:
+        async with self._session.begin() as s:
+            await s.execute(update(VideoRow).where(VideoRow.id == video_id).values(
+                jobs_total=jobs_total, updated_at=_now()))
 
     async def get_video(self, video_id: str) -> Video | None:
         async with self._session() as s:
@@ -105,11 +141,13 @@ class SqlVideoRepository:
         fps: float,
         has_audio: bool,
         source_size: int,
+        audio_passthrough: bool = False,
     ) -> None:
         async with self._session.begin() as s:
             await s.execute(update(VideoRow).where(VideoRow.id == video_id).values(
                 duration=duration, width=width, height=height, fps=fps, has_audio=has_audio,
-                source_size=source_size, updated_at=_now(),
+                source_size=source_size, audio_passthrough=audio_passthrough,
+                updated_at=_now(),
             ))
 
     async def set_plan(

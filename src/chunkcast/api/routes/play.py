@@ -4,7 +4,7 @@ from fastapi import APIRouter, Response
 
 from chunkcast.api.deps import PlatformDep
 from chunkcast.domain.ids import check_video_id
-from chunkcast.domain.media_types import PLAYLIST_VOD
+from chunkcast.domain.media_types import PLAYLIST_LIVE, PLAYLIST_VOD
 
 router = APIRouter(prefix="/play", tags=["playback"])
 M3U8 = "application/vnd.apple.mpegurl"
@@ -17,6 +17,10 @@ async def master(video_id: str, platform: PlatformDep) -> Response:
 
 
 @router.get("/{video_id}/{rendition}/index.m3u8")
-async def media(video_id: str, rendition: str, platform: PlatformDep) -> Response:
-    text = await platform.playback.media(check_video_id(video_id), rendition)
-    return Response(text, media_type=M3U8, headers={"Cache-Control": PLAYLIST_VOD})
+async def media(video_id: str, rendition: str, platform: PlatformDep, dvr: bool = False
+                ) -> Response:
+    """Media playlist; for a live stream a sliding window, or everything so far with
+    ``?dvr=1``."""
+    text, growing = await platform.playback.media(check_video_id(video_id), rendition, dvr=dvr)
+    cache = PLAYLIST_LIVE if growing else PLAYLIST_VOD
+    return Response(text, media_type=M3U8, headers={"Cache-Control": cache})

@@ -1,0 +1,120 @@
+"""Live streams (``/api/v1/streams``) and the viewers' WebSocket (``/ws/{id}/{rendition}``)."""
+
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query, Request, WebSocket
+from pydantic import BaseModel, Field
+
+from chunkcast.api.deps import AdminDep, PlatformDep, require_admin
+from chunkcast.api.routes.videos import video_out
+from chunkcast.api.schemas import UploadTarget, VideoOut
+from chunkcast.domain.errors import ChunkcastError
+from chunkcast.domain.ids import check_rendition, check_video_id
+from chunkcast.runtime import Platform
+
+router = APIRouter(tags=["live"])
+StreamKey = Annotated[str | None, Header(alias="X-Stream-Key")]
+
+
+class CreateStream(BaseModel):
+    title: str = Field(min_length=1, max_length=200)
+
+
+class CreatedStream(VideoOut):
+    stream_key: str
+    broadcast: str
+
+
+class ChunkReport(BaseModel):
+    seq: int | None = Field(None, ge=0, le=99_999_999)
+    duration: float = Field(gt=0)
+    pts_start: float = 0.0
+    captured_at: str | None = None
+
+
+class ChunkUpload(BaseModel):
+    seq: int
+    upload: UploadTarget
+
+
+class ChunkAccepted(BaseModel):
+    seq: int
+    new: bool
+
+
+def _broadcast_command(platform: Platform, video_id: str, key: str) -> str:
+    server = platform.settings.public_url
+    return (f"chunkcast broadcast testsrc --stream {video_id} --key {key} "
+            f"--server {server}")
+
+
+@router.post("/api/v1/streams", status_code=201, dependencies=[AdminDep])
+async def create_stream(body: CreateStream, platform: PlatformDep) -> CreatedStream:
+    """A live stream; the stream key is shown here once."""
+    video, key = await platform.streams.create(body.title)
+    out = await video_out(platform, video)
+    return CreatedStream(**out.model_dump(), stream_key=key,
+                         broadcast=_broadcast_command(platform, video.id, key))
+
+
+@router.post("/api/v1/streams/{video_id}/key", dependencies=[AdminDep])
+async def rotate_key(video_id: str, platform: PlatformDep) -> dict[str, str]:
+    """A new stream key; the old one stops working at once."""
+    return {"stream_key": await platform.streams.rotate_key(video_id)}
+
+
+@router.post("/api/v1/streams/{video_id}/chunks", status_code=201)
+async def chunk_upload(video_id: str, body: ChunkReport, platform: PlatformDep,
+                       x_stream_key: StreamKey = None) -> ChunkUpload:
+    """A pre-signed PUT for chunk ``seq``."""
+    if body.seq is None:
+        raise ChunkcastError("seq is required")
+    target = await platform.streams.chunk_upload(video_id, x_stream_key, body.seq)
+    return ChunkUpload(seq=body.seq, upload=UploadTarget(
+        url=target.url, method=target.method, headers=target.headers,
+        expires_at=target.expires_at))
+
+
+@router.post("/api/v1/streams/{video_id}/chunks/{seq}/complete", status_code=202)
+async def chunk_complete(video_id: str, seq: int, body: ChunkReport, platform: PlatformDep,
+                         x_stream_key: StreamKey = None) -> ChunkAccepted:
+    """Chunk ``seq`` is stored: transcode it. Reporting it twice changes nothing."""
+    new = await platform.streams.complete_chunk(
+        video_id, x_stream_key, seq, duration=body.duration, pts_start=body.pts_start,
+        captured_at=body.captured_at)
+    return ChunkAccepted(seq=seq, new=new)
+
+
+@router.post("/api/v1/streams/{video_id}/end")
+async def end_stream(video_id: str, request: Request, platform: PlatformDep,
+                     x_stream_key: StreamKey = None,
+                     authorization: Annotated[str | None, Header()] = None) -> VideoOut:
+    """End the stream (with its stream key or the admin token); it becomes replayable."""
+    if authorization is not None and x_stream_key is None:
+        require_admin(request, authorization)
+    else:
+        await platform.streams.authenticate(video_id, x_stream_key)
+    return await video_out(platform, await platform.streams.end(video_id))
+
+
+@router.websocket("/ws/{video_id}/{rendition}")
+async def viewer_socket(websocket: WebSocket, video_id: str, rendition: str,
+                        since: Annotated[int | None, Query(ge=-1)] = None) -> None:
+    """Segment-ready pushes for one rendition, in seq order (see ARCHITECTURE §3)."""
+    platform: Platform = websocket.app.state.platform
+    hub = websocket.app.state.hub
+    try:
+        check_video_id(video_id)
+        check_rendition(rendition)
+    except ChunkcastError:
+        await websocket.close(1008, "malformed video id or rendition")
+        return
+    infos = {i.rendition.name: i for i in await platform.repo.renditions(video_id)}
+    info = infos.get(rendition)
+    if info is None:
+        await websocket.close(1008, "no such video or rendition")
+        return
+    r = info.rendition
+    channel = await hub.feed.channel(video_id, rendition)
+    init = hub.feed.init_message(video_id, rendition, info.codecs, r.width, r.height)
+    await hub.serve(websocket, channel, init, since)

@@ -1,0 +1,202 @@
+"""The live feed of one API process: every ``segments`` event, put in seq order per
+(video, rendition), serialised once, kept for replay and for playlists, and handed to the
+listeners (WebSocket viewers) of that rendition.
+
+Segments finished out of order by parallel workers are held until the ones before them
+arrive; a seq that does not arrive within the gap timeout (a chunk that failed for good) is
+skipped with a ``gap`` message so viewers never stall forever.
+"""
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from chunkcast.domain import events, keys
+from chunkcast.domain.videos import Segment, VideoStatus
+from chunkcast.ports.bus import EventBus
+from chunkcast.ports.repository import VideoRepository
+from chunkcast.services.playback import media_url
+
+log = logging.getLogger(__name__)
+
+
+class Listener(Protocol):
+    def deliver(self, text: str) -> None:
+        """Queue one serialised message; must not block (a full queue drops the listener)."""
+
+
+@dataclass(frozen=True)
+class FeedItem:
+    seq: int
+    text: str
+    segment: Segment | None  # None: a gap marker
+
+
+def _json(message: dict[str, Any]) -> str:
+    return json.dumps(message, separators=(",", ":"))
+
+
+@dataclass
+class Channel:
+    """One (video, rendition): the delivered items in seq order and the listeners."""
+
+    video_id: str
+    rendition: str
+    next_seq: int = 0
+    items: list[FeedItem] = field(default_factory=list)
+    pending: dict[int, tuple[Segment, float]] = field(default_factory=dict)
+    listeners: set[Listener] = field(default_factory=set)
+
+    def since(self, seq: int | None, start_items: int) -> list[FeedItem]:
+        """Items after ``seq``; without ``seq`` the last ``start_items`` (the live edge)."""
+        if seq is None:
+            return self.items[-start_items:] if start_items else []
+        first = self.items[0].seq if self.items else 0
+        return self.items[max(0, seq + 1 - first):]
+
+    def segments(self) -> list[Segment]:
+        return [i.segment for i in self.items if i.segment is not None]
+
+
+class LiveFeed:
+    def __init__(self, repo: VideoRepository, base_url: str, *, gap_timeout_s: float,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._repo = repo
+        self._base = base_url
+        self._gap_timeout = gap_timeout_s
+        self._clock = clock
+        self._channels: dict[tuple[str, str], Channel] = {}
+        self._status: dict[str, str] = {}
+        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+        self.status_listeners: dict[str, set[Listener]] = {}
+
+    # -- channels --------------------------------------------------------------------------
+
+    async def channel(self, video_id: str, rendition: str) -> Channel:
+        """The channel, loaded from the catalogue the first time it is needed."""
+        key = (video_id, rendition)
+        if key in self._channels:
+            return self._channels[key]
+        async with self._locks.setdefault(key, asyncio.Lock()):
+            if key not in self._channels:
+                self._channels[key] = await self._load(video_id, rendition)
+        return self._channels[key]
+
+    async def _load(self, video_id: str, rendition: str) -> Channel:
+        """History from the catalogue. Segments after a hole wait like live ones (parallel
+        workers may still be filling it); once a stream is over, holes are gaps at once."""
+        channel = Channel(video_id, rendition)
+        now = self._clock()
+        for segment in await self._repo.segments(video_id, rendition):
+            channel.pending[segment.seq] = (segment, now)
+        self._flush(channel)
+        video = await self._repo.get_video(video_id)
+        if video is not None:
+            self._status.setdefault(video_id, video.status.value)
+            if video.status is not VideoStatus.LIVE:
+                self._skip_gaps(channel, force=True)
+        return channel
+
+    def status(self, video_id: str) -> str | None:
+        """The latest status this process has seen for a video it follows."""
+        return self._status.get(video_id)
+
+    async def segments(self, video_id: str, rendition: str) -> list[Segment]:
+        """Delivered segments in seq order (gaps left out): what live playlists list."""
+        return (await self.channel(video_id, rendition)).segments()
+
+    def segment_message(self, s: Segment) -> str:
+        return _json({"type": "segment", "seq": s.seq, "url": media_url(self._base, s.key),
+                      "duration": s.duration, "pts_start": s.pts_start,
+                      "captured_at": s.captured_at})
+
+    def init_message(self, video_id: str, rendition: str, codecs: str | None, width: int,
+                     height: int) -> str:
+        return _json({"type": "init", "rendition": rendition,
+                      "init_url": media_url(self._base, keys.init_segment(video_id, rendition)),
+                      "codecs": codecs, "width": width, "height": height})
+
+    @staticmethod
+    def status_message(status: str) -> str:
+        return _json({"type": "status", "status": status})
+
+    # -- events ----------------------------------------------------------------------------
+
+    async def on_segment(self, event: events.SegmentReady) -> None:
+        channel = await self.channel(event.video_id, event.rendition)
+        if event.seq < channel.next_seq or event.seq in channel.pending:
+            return  # already delivered or waiting: a redelivered event
+        segment = Segment(event.video_id, event.rendition, event.seq, event.key,
+                          event.pts_start, event.duration, event.captured_at)
+        channel.pending[event.seq] = (segment, self._clock())
+        self._flush(channel)
+
+    def on_status(self, event: events.VideoStatusChanged) -> None:
+        self._status[event.video_id] = event.status
+        text = self.status_message(event.status)
+        for listener in list(self.status_listeners.get(event.video_id, ())):
+            listener.deliver(text)
+        if event.status in (VideoStatus.ENDED.value, VideoStatus.FAILED.value):
+            # Nothing more will come: deliver what is held, skipping what is missing.
+            for (video_id, _), channel in self._channels.items():
+                if video_id == event.video_id:
+                    self._skip_gaps(channel, force=True)
+
+    def sweep(self) -> None:
+        """Skip seqs that have been missing for longer than the gap timeout."""
+        for channel in self._channels.values():
+            if channel.pending:
+                self._skip_gaps(channel, force=False)
+
+    def _skip_gaps(self, channel: Channel, *, force: bool) -> None:
+        while channel.pending:
+            first = min(channel.pending)
+            waited = self._clock() - min(t for _, t in channel.pending.values())
+            if not force and waited < self._gap_timeout:
+                return
+            while channel.next_seq < first:
+                self._deliver(channel, FeedItem(channel.next_seq, _json(
+                    {"type": "gap", "seq": channel.next_seq}), None))
+            self._flush(channel)
+
+    def _flush(self, channel: Channel) -> None:
+        while channel.next_seq in channel.pending:
+            segment, _ = channel.pending.pop(channel.next_seq)
+            self._deliver(channel, FeedItem(segment.seq, self.segment_message(segment), segment))
+
+    def _deliver(self, channel: Channel, item: FeedItem) -> None:
+        channel.items.append(item)
+        channel.next_seq = item.seq + 1
+        for listener in list(channel.listeners):
+            listener.deliver(item.text)  # the same string for every viewer
+
+    # -- running ---------------------------------------------------------------------------
+
+    async def run(self, bus: EventBus) -> None:
+        """Follow the bus until cancelled (one of these per API process)."""
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(self._follow_segments(bus))
+            tasks.create_task(self._follow_status(bus))
+            tasks.create_task(self._sweeper())
+
+    async def _follow_segments(self, bus: EventBus) -> None:
+        async for event in bus.subscribe(events.SEGMENTS):
+            if isinstance(event, events.SegmentReady):
+                try:
+                    await self.on_segment(event)
+                except Exception:
+                    log.exception("live feed: could not take %s", event)
+
+    async def _follow_status(self, bus: EventBus) -> None:
+        async for event in bus.subscribe(events.VIDEOS):
+            if isinstance(event, events.VideoStatusChanged):
+                self.on_status(event)
+
+    async def _sweeper(self) -> None:
+        while True:
+            await asyncio.sleep(min(0.25, self._gap_timeout / 4))
+            self.sweep()

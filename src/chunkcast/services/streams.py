@@ -1,0 +1,135 @@
+"""Live streams: creation and stream keys, chunk uploads, the end of a broadcast."""
+
+import secrets
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+
+from chunkcast.domain import events, keys
+from chunkcast.domain.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthorized
+from chunkcast.domain.ids import check_video_id, new_video_id
+from chunkcast.domain.ladder import renditions_for_group
+from chunkcast.domain.signing import token_digest, token_matches
+from chunkcast.domain.videos import Chunk, Video, VideoKind, VideoStatus
+from chunkcast.ports.bus import EventBus
+from chunkcast.ports.repository import VideoRepository
+from chunkcast.ports.storage import ObjectStore, PresignedRequest
+from chunkcast.services.lifecycle import Lifecycle
+from chunkcast.services.playback import Playback
+from chunkcast.services.transcoding import finish_if_complete
+from chunkcast.services.videos import clean_title
+
+MAX_CHUNK_SECONDS = 10.0
+
+
+def new_stream_key() -> str:
+    """256 random bits; only its digest is stored."""
+    return secrets.token_urlsafe(32)
+
+
+def _parse_time(value: str | None) -> str | None:
+    """Validate an ISO 8601 time and normalise it to UTC with milliseconds and a Z."""
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise InvalidInput("captured_at is not an ISO 8601 time") from exc
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class Streams:
+    def __init__(self, repo: VideoRepository, store: ObjectStore, bus: EventBus,
+                 lifecycle: Lifecycle, playback: Playback, groups: dict[str, tuple[str, ...]],
+                 *, chunk_url_seconds: int, idle_timeout_s: float) -> None:
+        self._repo = repo
+        self._store = store
+        self._bus = bus
+        self._lifecycle = lifecycle
+        self._playback = playback
+        self._groups = groups
+        self._url_ttl = chunk_url_seconds
+        self._idle_timeout = timedelta(seconds=idle_timeout_s)
+
+    async def create(self, title: str) -> tuple[Video, str]:
+        """A new live stream (status idle) and its stream key, shown this once."""
+        key = new_stream_key()
+        video = Video(id=new_video_id(), kind=VideoKind.LIVE, title=clean_title(title),
+                      status=VideoStatus.IDLE, created_at=datetime.now(UTC),
+                      stream_key_digest=token_digest(key))
+        await self._repo.add_video(video)
+        return video, key
+
+    async def rotate_key(self, video_id: str) -> str:
+        video = await self._stream(video_id)
+        key = new_stream_key()
+        await self._repo.set_stream_key(video.id, token_digest(key))
+        return key
+
+    async def _stream(self, video_id: str) -> Video:
+        video = await self._repo.get_video(check_video_id(video_id))
+        if video is None or video.kind is not VideoKind.LIVE:
+            raise NotFound("no such stream")
+        return video
+
+    async def authenticate(self, video_id: str, stream_key: str | None) -> Video:
+        """The stream, if ``stream_key`` is its key; 401 without a key, 403 with a wrong one."""
+        video = await self._stream(video_id)
+        if not stream_key:
+            raise Unauthorized("the X-Stream-Key header is required")
+        if not video.stream_key_digest or not token_matches(stream_key, video.stream_key_digest):
+            raise Forbidden("wrong stream key")
+        return video
+
+    @staticmethod
+    def _check_open(video: Video) -> None:
+        if video.status not in (VideoStatus.IDLE, VideoStatus.LIVE):
+            raise Conflict(f"the stream is {video.status.value}; create a new one to go live")
+
+    async def chunk_upload(self, video_id: str, stream_key: str | None, seq: int
+                           ) -> PresignedRequest:
+        """Where the broadcaster PUTs chunk ``seq``."""
+        video = await self.authenticate(video_id, stream_key)
+        self._check_open(video)
+        return self._store.presign_put(keys.chunk(video.id, seq), self._url_ttl)
+
+    async def complete_chunk(self, video_id: str, stream_key: str | None, seq: int, *,
+                             duration: float, pts_start: float, captured_at: str | None) -> bool:
+        """Chunk ``seq`` is stored: verify it and hand it to the transcoders. Reporting the
+        same chunk again changes nothing (returns False)."""
+        video = await self.authenticate(video_id, stream_key)
+        self._check_open(video)
+        if not 0 < duration <= MAX_CHUNK_SECONDS:
+            raise InvalidInput(f"duration must be within (0, {MAX_CHUNK_SECONDS}] seconds")
+        key = keys.chunk(video.id, seq)
+        stored = await self._store.stat(key)
+        if stored is None or stored.size == 0:
+            raise Conflict(f"chunk {seq} was not uploaded: PUT it to its upload URL first")
+        chunk = Chunk(video.id, seq, key, pts_start, duration, _parse_time(captured_at))
+        if not await self._repo.add_chunk(chunk, at=datetime.now(UTC)):
+            return False
+        await self._lifecycle.move(video.id, VideoStatus.LIVE, only_from=(VideoStatus.IDLE,))
+        await self._bus.publish(events.CHUNKS, events.ChunkUploaded(
+            video.id, "live", seq, key, pts_start, duration, chunk.captured_at))
+        return True
+
+    async def end(self, video_id: str) -> Video:
+        """End the broadcast; once its last chunks are transcoded it plays as VOD."""
+        video = await self._stream(video_id)
+        if video.status in (VideoStatus.IDLE, VideoStatus.LIVE):
+            chunks = await self._repo.chunks(video.id)
+            ladder = [i.rendition for i in await self._repo.renditions(video.id)]
+            busy = [g for g in self._groups if renditions_for_group(ladder, self._groups, g)]
+            await self._repo.set_jobs_total(video.id, len(chunks) * len(busy))
+            await self._lifecycle.move(video.id, VideoStatus.ENDED,
+                                       only_from=(VideoStatus.IDLE, VideoStatus.LIVE))
+            await finish_if_complete(self._repo, self._lifecycle, self._playback, video.id)
+        return await self._stream(video_id)
+
+    async def end_quiet(self) -> Sequence[str]:
+        """End every stream that has sent no chunk for the idle timeout."""
+        quiet = await self._repo.quiet_streams(datetime.now(UTC) - self._idle_timeout)
+        for video_id in quiet:
+            await self.end(video_id)
+        return quiet
