@@ -40,7 +40,8 @@ def _serve(settings: Settings, host: str, port: int, *, run_workers: bool) -> in
     upgrade(settings.database_url)
     app = create_app(settings, run_workers=run_workers)
     uvicorn.run(app, host=host, port=port, log_level="info", access_log=False,
-                ws_max_size=1 << 16, timeout_graceful_shutdown=10)
+                ws_max_size=1 << 16, ws_per_message_deflate=False,
+                timeout_graceful_shutdown=10)
     return 0
 
 

@@ -77,3 +77,20 @@ def check_rendition(client: httpx.Client, playlist_url: str, source: Path) -> No
     for extinf, url in segments:
         assert extinf <= SEGMENT_TARGET_S + 0.5, (url, extinf)
         assert starts_with_keyframe(init, client.get(url).content), url
+
+
+def continuity_problems(playlist_url: str) -> list[str]:
+    """Jumps in the decoded timeline of a playlist: for each stream, packets (in presentation
+    order) must follow each other within one frame duration, with no overlap. The first two
+    packets of each stream are left out: an AAC encoder's priming at the very start of a
+    broadcast is not a join between segments."""
+    info = ffprobe("-show_entries", "packet=codec_type,pts_time,duration_time", playlist_url)
+    problems = []
+    for kind in ("video", "audio"):
+        packets = sorted((float(p["pts_time"]), float(p.get("duration_time", 0)))
+                         for p in info["packets"] if p["codec_type"] == kind)
+        for (pts, dur), (next_pts, _) in zip(packets[2:], packets[3:], strict=False):
+            step = next_pts - (pts + dur)
+            if abs(step) > max(dur, 1e-3) * 0.5 + 1e-4:
+                problems.append(f"{kind}: {pts + dur:.4f} -> {next_pts:.4f}")
+    return problems

@@ -48,7 +48,7 @@ class Channel:
     rendition: str
     next_seq: int = 0
     items: list[FeedItem] = field(default_factory=list)
-    pending: dict[int, tuple[Segment, float]] = field(default_factory=dict)
+    pending: dict[int, tuple[Segment, float, str | None]] = field(default_factory=dict)
     listeners: set[Listener] = field(default_factory=set)
 
     def since(self, seq: int | None, start_items: int) -> list[FeedItem]:
@@ -92,7 +92,7 @@ class LiveFeed:
         channel = Channel(video_id, rendition)
         now = self._clock()
         for segment in await self._repo.segments(video_id, rendition):
-            channel.pending[segment.seq] = (segment, now)
+            channel.pending[segment.seq] = (segment, now, None)
         self._flush(channel)
         video = await self._repo.get_video(video_id)
         if video is not None:
@@ -109,10 +109,10 @@ class LiveFeed:
         """Delivered segments in seq order (gaps left out): what live playlists list."""
         return (await self.channel(video_id, rendition)).segments()
 
-    def segment_message(self, s: Segment) -> str:
+    def segment_message(self, s: Segment, ready_at: str | None = None) -> str:
         return _json({"type": "segment", "seq": s.seq, "url": media_url(self._base, s.key),
                       "duration": s.duration, "pts_start": s.pts_start,
-                      "captured_at": s.captured_at})
+                      "captured_at": s.captured_at, "ready_at": ready_at})
 
     def init_message(self, video_id: str, rendition: str, codecs: str | None, width: int,
                      height: int) -> str:
@@ -132,7 +132,7 @@ class LiveFeed:
             return  # already delivered or waiting: a redelivered event
         segment = Segment(event.video_id, event.rendition, event.seq, event.key,
                           event.pts_start, event.duration, event.captured_at)
-        channel.pending[event.seq] = (segment, self._clock())
+        channel.pending[event.seq] = (segment, self._clock(), event.ready_at)
         self._flush(channel)
 
     def on_status(self, event: events.VideoStatusChanged) -> None:
@@ -155,7 +155,7 @@ class LiveFeed:
     def _skip_gaps(self, channel: Channel, *, force: bool) -> None:
         while channel.pending:
             first = min(channel.pending)
-            waited = self._clock() - min(t for _, t in channel.pending.values())
+            waited = self._clock() - min(t for _, t, _ in channel.pending.values())
             if not force and waited < self._gap_timeout:
                 return
             while channel.next_seq < first:
@@ -165,8 +165,9 @@ class LiveFeed:
 
     def _flush(self, channel: Channel) -> None:
         while channel.next_seq in channel.pending:
-            segment, _ = channel.pending.pop(channel.next_seq)
-            self._deliver(channel, FeedItem(segment.seq, self.segment_message(segment), segment))
+            segment, _, ready_at = channel.pending.pop(channel.next_seq)
+            self._deliver(channel, FeedItem(segment.seq, self.segment_message(segment, ready_at),
+                                            segment))
 
     def _deliver(self, channel: Channel, item: FeedItem) -> None:
         channel.items.append(item)

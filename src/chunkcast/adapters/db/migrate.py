@@ -1,5 +1,7 @@
 """Apply the Alembic migrations shipped inside the package."""
 
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from alembic import command
@@ -9,8 +11,18 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 def upgrade(database_url: str, revision: str = "head") -> None:
-    """Bring the database at ``database_url`` to ``revision`` (synchronous; call it before
-    the event loop starts, or from a worker thread)."""
+    """Bring the database at ``database_url`` to ``revision``. Synchronous; inside a running
+    event loop it runs on a thread of its own (the migrations start their own loop)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        _upgrade(database_url, revision)
+        return
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(_upgrade, database_url, revision).result()
+
+
+def _upgrade(database_url: str, revision: str) -> None:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.attributes["database_url"] = database_url
