@@ -1,5 +1,6 @@
 """What a viewer would notice, checked with ffprobe and ffmpeg from Debian."""
 
+import itertools
 import json
 import subprocess
 import tempfile
@@ -89,7 +90,7 @@ def continuity_problems(playlist_url: str) -> list[str]:
     for kind in ("video", "audio"):
         packets = sorted((float(p["pts_time"]), float(p.get("duration_time", 0)))
                          for p in info["packets"] if p["codec_type"] == kind)
-        for (pts, dur), (next_pts, _) in zip(packets[2:], packets[3:], strict=False):
+        for (pts, dur), (next_pts, _) in itertools.pairwise(packets[2:]):
             step = next_pts - (pts + dur)
             if abs(step) > max(dur, 1e-3) * 0.5 + 1e-4:
                 problems.append(f"{kind}: {pts + dur:.4f} -> {next_pts:.4f}")

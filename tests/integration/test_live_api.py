@@ -1,0 +1,119 @@
+"""Live streams through the HTTP interface: keys, duplicate reports, corrupt chunks."""
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from chunkcast.testing import Server, run_server
+from tests.integration.live_support import (
+    create_stream,
+    make_chunks,
+    push_chunk,
+    seqs,
+    wait_for_renditions,
+    watch,
+)
+
+pytestmark = pytest.mark.integration
+
+LIVE_ENV = {"CHUNKCAST_LIVE_GAP_TIMEOUT_SECONDS": "2", "CHUNKCAST_LIVE_IDLE_TIMEOUT_SECONDS": "4",
+            "CHUNKCAST_X264_PRESET": "ultrafast"}
+
+
+@pytest.fixture(scope="module")
+def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    with run_server(tmp_path_factory.mktemp("live"), env=LIVE_ENV) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def chunks(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    return make_chunks(tmp_path_factory.mktemp("chunks"), seconds=5)
+
+
+def _ws(server: Server, stream_id: str, rendition: str, since: int | None = None) -> str:
+    query = "" if since is None else f"?since={since}"
+    return server.url.replace("http", "ws", 1) + f"/ws/{stream_id}/{rendition}{query}"
+
+
+def test_a_wrong_or_missing_stream_key_changes_nothing(live_server: Server,
+                                                       chunks: list[Path]) -> None:
+    stream = create_stream(live_server)
+    base = f"{live_server.url}/api/v1/streams/{stream['id']}"
+    body = {"seq": 0, "duration": 1.0}
+    assert httpx.post(f"{base}/chunks", json=body).status_code == 401
+    assert httpx.post(f"{base}/chunks", json=body,
+                      headers={"X-Stream-Key": "nope"}).status_code == 403
+    assert push_chunk(live_server, stream, 0, chunks[0].read_bytes(),
+                      key="x" * 43).status_code == 403
+    assert httpx.post(f"{base}/chunks/0/complete", json=body,
+                      headers={"X-Stream-Key": "nope"}).status_code == 403
+    assert httpx.post(f"{base}/end", headers={"X-Stream-Key": "nope"}).status_code == 403
+    video = httpx.get(f"{live_server.url}/api/v1/videos/{stream['id']}").json()
+    assert video["status"] == "idle"
+    assert not (live_server.data_dir / "objects" / "chunks" / stream["id"]).exists()
+
+
+def test_a_rotated_key_replaces_the_old_one(live_server: Server, chunks: list[Path]) -> None:
+    stream = create_stream(live_server)
+    rotated = httpx.post(f"{live_server.url}/api/v1/streams/{stream['id']}/key",
+                         headers={"Authorization": f"Bearer {live_server.token}"})
+    new_key = rotated.json()["stream_key"]
+    assert push_chunk(live_server, stream, 0, chunks[0].read_bytes()).status_code == 403
+    assert push_chunk(live_server, stream, 0, chunks[0].read_bytes(),
+                      key=new_key).status_code == 202
+
+
+def test_complete_before_upload_is_a_conflict(live_server: Server) -> None:
+    stream = create_stream(live_server)
+    response = httpx.post(f"{live_server.url}/api/v1/streams/{stream['id']}/chunks/0/complete",
+                          json={"duration": 1.0}, headers={"X-Stream-Key": stream["stream_key"]})
+    assert response.status_code == 409
+
+
+def test_the_same_chunk_reported_twice_makes_one_segment(live_server: Server,
+                                                         chunks: list[Path]) -> None:
+    stream = create_stream(live_server)
+    first = push_chunk(live_server, stream, 0, chunks[0].read_bytes())
+    again = push_chunk(live_server, stream, 0, chunks[0].read_bytes())
+    assert first.json() == {"seq": 0, "new": True}
+    assert again.json() == {"seq": 0, "new": False}
+    push_chunk(live_server, stream, 1, chunks[1].read_bytes())
+    messages = asyncio.run(watch(_ws(live_server, stream["id"], "240p", since=-1),
+                                 until_seq=1))
+    assert seqs(messages) == [0, 1]
+    playlist = httpx.get(f"{live_server.url}/play/{stream['id']}/240p/index.m3u8?dvr=1").text
+    assert playlist.count("#EXTINF") == 2
+
+
+def test_a_corrupt_chunk_is_skipped_with_a_gap_and_later_chunks_flow(
+    live_server: Server, chunks: list[Path]
+) -> None:
+    stream = create_stream(live_server)
+    push_chunk(live_server, stream, 0, chunks[0].read_bytes())
+    push_chunk(live_server, stream, 1, b"\x47" + b"garbage" * 5000)
+    for seq in (2, 3):
+        push_chunk(live_server, stream, seq, chunks[seq].read_bytes())
+    for rendition in ("240p", "360p"):
+        messages = asyncio.run(watch(_ws(live_server, stream["id"], rendition, since=-1),
+                                     until_seq=3))
+        assert seqs(messages) == [0, 2, 3]
+        assert seqs(messages, "gap") == [1]
+    playlist = httpx.get(f"{live_server.url}/play/{stream['id']}/240p/index.m3u8?dvr=1").text
+    assert "#EXT-X-DISCONTINUITY" in playlist and "00000001.m4s" not in playlist
+
+
+def test_a_silent_stream_ends_after_the_idle_timeout(live_server: Server,
+                                                     chunks: list[Path]) -> None:
+    stream = create_stream(live_server)
+    push_chunk(live_server, stream, 0, chunks[0].read_bytes())
+    assert wait_for_renditions(live_server, stream["id"]) == ["240p", "360p"]
+    messages = asyncio.run(watch(_ws(live_server, stream["id"], "240p"),
+                                 until_status="ended", timeout_s=20))
+    assert messages[-1] == {"type": "status", "status": "ended"}
+    video = httpx.get(f"{live_server.url}/api/v1/videos/{stream['id']}").json()
+    assert video["status"] == "ended"
+    assert push_chunk(live_server, stream, 1, chunks[1].read_bytes()).status_code == 409
