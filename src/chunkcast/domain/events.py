@@ -34,6 +34,7 @@ class ChunkUploaded:
     pts_start: float
     duration: float
     captured_at: str | None = None
+    reported_at: str | None = None  # when the chunk was reported complete (queue wait)
 
 
 @dataclass(frozen=True)

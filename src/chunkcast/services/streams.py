@@ -15,7 +15,7 @@ from chunkcast.ports.repository import VideoRepository
 from chunkcast.ports.storage import ObjectStore, PresignedRequest
 from chunkcast.services.lifecycle import Lifecycle
 from chunkcast.services.playback import Playback
-from chunkcast.services.transcoding import finish_if_complete
+from chunkcast.services.transcoding import finish_if_complete, iso_now
 from chunkcast.services.videos import clean_title
 
 MAX_CHUNK_SECONDS = 10.0
@@ -111,7 +111,8 @@ class Streams:
             return False
         await self._lifecycle.move(video.id, VideoStatus.LIVE, only_from=(VideoStatus.IDLE,))
         await self._bus.publish(events.CHUNKS, events.ChunkUploaded(
-            video.id, "live", seq, key, pts_start, duration, chunk.captured_at))
+            video.id, "live", seq, key, pts_start, duration, chunk.captured_at,
+            reported_at=iso_now()))
         return True
 
     async def end(self, video_id: str) -> Video:

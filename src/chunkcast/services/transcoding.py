@@ -1,5 +1,6 @@
 """Transcode workers: one chunk, every rendition of one worker group, from one decode."""
 
+import json
 import logging
 import tempfile
 import time
@@ -128,10 +129,16 @@ class Transcoder:
             out = Path(tmp)
             for r in renditions:
                 (out / r.name).mkdir()
+            started_at = iso_now()
             started = time.monotonic()
             await run_ffmpeg(self._argv(video, event, source, renditions, out, first_seq))
-            self._metrics.observe_transcode(self._cfg.group, event.duration,
-                                            time.monotonic() - started)
+            elapsed = time.monotonic() - started
+            self._metrics.observe_transcode(self._cfg.group, event.duration, elapsed)
+            # One line per chunk: what bench/latency.py splits into queue wait and transcode.
+            log.info("chunk timing %s", json.dumps({
+                "video_id": video.id, "seq": event.seq, "group": self._cfg.group,
+                "reported_at": event.reported_at, "started_at": started_at,
+                "transcode_s": round(elapsed, 4)}))
             codecs = {i.rendition.name: i.codecs for i in infos}
             start = event.pts_start if live else event.pts_start + TIMELINE_OFFSET_S
             segments: list[Segment] = []
