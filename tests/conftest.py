@@ -26,3 +26,14 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     data = tmp_path_factory.mktemp("server")
     with run_server(data, env={"CHUNKCAST_VOD_CHUNK_SECONDS": "4"}) as running:
         yield running
+
+
+LIVE_ENV = {"CHUNKCAST_LIVE_GAP_TIMEOUT_SECONDS": "2", "CHUNKCAST_LIVE_IDLE_TIMEOUT_SECONDS": "4",
+            "CHUNKCAST_X264_PRESET": "ultrafast"}
+
+
+@pytest.fixture(scope="session")
+def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A server for live tests: short gap and idle timeouts, a fast preset."""
+    with run_server(tmp_path_factory.mktemp("live"), env=LIVE_ENV) as running:
+        yield running

@@ -221,6 +221,13 @@ def build_parser() -> argparse.ArgumentParser:
     _client_options(create)
     create.set_defaults(func=cmd_stream_create)
 
+    from chunkcast import broadcaster
+
+    broadcast = sub.add_parser("broadcast", help="go live: encode SOURCE in real time and send "
+                               "it chunk by chunk")
+    broadcaster.add_arguments(broadcast)
+    broadcast.set_defaults(func=broadcaster.cmd_broadcast)
+
     db = sub.add_parser("db", help="database maintenance")
     db_sub = db.add_subparsers(dest="db_command", required=True)
     db_sub.add_parser("upgrade", help="apply migrations").set_defaults(func=cmd_db_upgrade)

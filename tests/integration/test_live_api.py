@@ -1,13 +1,12 @@
 """Live streams through the HTTP interface: keys, duplicate reports, corrupt chunks."""
 
 import asyncio
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from chunkcast.testing import Server, run_server
+from chunkcast.testing import Server
 from tests.integration.live_support import (
     create_stream,
     make_chunks,
@@ -18,15 +17,6 @@ from tests.integration.live_support import (
 )
 
 pytestmark = pytest.mark.integration
-
-LIVE_ENV = {"CHUNKCAST_LIVE_GAP_TIMEOUT_SECONDS": "2", "CHUNKCAST_LIVE_IDLE_TIMEOUT_SECONDS": "4",
-            "CHUNKCAST_X264_PRESET": "ultrafast"}
-
-
-@pytest.fixture(scope="module")
-def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    with run_server(tmp_path_factory.mktemp("live"), env=LIVE_ENV) as server:
-        yield server
 
 
 @pytest.fixture(scope="module")

@@ -25,10 +25,14 @@ class Lifecycle:
         """Change the status if it is one of ``only_from``; announce it when it changed."""
         changed = await self._repo.set_status(video_id, status, error=error, only_from=only_from)
         if changed:
-            await self._bus.publish(
-                events.VIDEOS, events.VideoStatusChanged(video_id, status.value, error)
-            )
+            await self.announce(video_id, status, error)
         return changed
+
+    async def announce(self, video_id: str, status: VideoStatus, error: str | None = None
+                       ) -> None:
+        """Tell every API process (and so every viewer) about a status."""
+        await self._bus.publish(events.VIDEOS,
+                                events.VideoStatusChanged(video_id, status.value, error))
 
     async def fail(self, video_id: str, reason: str) -> None:
         """Mark a video failed with a reason a person understands. What was already stored

@@ -123,8 +123,10 @@ class Streams:
             ladder = [i.rendition for i in await self._repo.renditions(video.id)]
             busy = [g for g in self._groups if renditions_for_group(ladder, self._groups, g)]
             await self._repo.set_jobs_total(video.id, len(chunks) * len(busy))
-            await self._lifecycle.move(video.id, VideoStatus.ENDED,
-                                       only_from=(VideoStatus.IDLE, VideoStatus.LIVE))
+            # Announced (VideoStatusChanged) only once its last chunks are transcoded, so a
+            # viewer told "ended" has already been sent every segment.
+            await self._repo.set_status(video.id, VideoStatus.ENDED,
+                                        only_from=(VideoStatus.IDLE, VideoStatus.LIVE))
             await finish_if_complete(self._repo, self._lifecycle, self._playback, video.id)
         return await self._stream(video_id)
 

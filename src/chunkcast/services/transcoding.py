@@ -187,7 +187,7 @@ class Transcoder:
 async def finish_if_complete(repo: VideoRepository, lifecycle: Lifecycle, playback: Playback,
                              video_id: str) -> None:
     """When every chunk transcode of a finished upload or an ended stream is done, write the
-    static playlists; an upload then becomes ready (an ended stream stays ``ended``)."""
+    static playlists; an upload then becomes ready, an ended stream is announced as ended."""
     video = await repo.get_video(video_id)
     if video is None or video.status not in (VideoStatus.PROCESSING, VideoStatus.ENDED):
         return
@@ -198,3 +198,5 @@ async def finish_if_complete(repo: VideoRepository, lifecycle: Lifecycle, playba
     await playback.write_static(video)
     if video.kind is VideoKind.VOD:
         await lifecycle.move(video.id, VideoStatus.READY, only_from=(VideoStatus.PROCESSING,))
+    else:
+        await lifecycle.announce(video.id, VideoStatus.ENDED)
