@@ -5,6 +5,8 @@ import asyncio
 import contextlib
 import logging
 import os
+import signal
+import subprocess
 import sys
 import threading
 import time
@@ -45,15 +47,14 @@ def _serve(settings: Settings, host: str, port: int, *, run_workers: bool) -> in
     return 0
 
 
-DEMO_TITLE = "Demo: test pattern"
+DEMO_TITLE = "Demo: live test pattern"
 
 
-def _demo(settings: Settings) -> None:
-    """Once the server answers, upload a generated test pattern (unless one is there)."""
+def _demo(settings: Settings, children: list[subprocess.Popen[bytes]]) -> None:
+    """Once the server answers, go live with the test pattern (burnt-in wall clock)."""
     import httpx
 
     from chunkcast.client import ApiError, Client
-    from chunkcast.testing import make_clip
 
     for _ in range(300):
         with contextlib.suppress(httpx.TransportError):
@@ -62,17 +63,16 @@ def _demo(settings: Settings) -> None:
         time.sleep(0.1)
     try:
         with Client(settings.public_url, settings.admin_token) as client:
-            listed = client.videos()
-            if any(v["title"] == DEMO_TITLE and v["status"] == "ready" for v in listed):
-                return
-            clip = make_clip(settings.data_dir / "demo.mp4", seconds=20, size="1280x720",
-                             source="testsrc")
-            created = client.create_video(DEMO_TITLE)
-            client.put_file(created["upload"], clip)
-            client.complete(created["id"])
-            console.print(f"demo video: [bold]{created['playback']['hls']}[/]")
+            stream = client.create_stream(DEMO_TITLE)
     except (ApiError, httpx.HTTPError) as exc:
-        console.print(f"[red]demo upload failed: {exc}[/]")
+        console.print(f"[red]demo stream failed: {exc}[/]")
+        return
+    log = (settings.data_dir / "demo-broadcast.log").open("ab")
+    children.append(subprocess.Popen(
+        [sys.executable, "-m", "chunkcast", "broadcast", "testsrc", "--stream", stream["id"],
+         "--key", stream["stream_key"], "--server", settings.public_url],
+        stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True))
+    console.print(f"demo stream live: [bold]{stream['playback']['hls']}[/]")
 
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -81,9 +81,18 @@ def cmd_up(args: argparse.Namespace) -> int:
     console.print(f"chunkcast is starting at [bold]{settings.public_url}[/]")
     console.print(f"data dir: {settings.data_dir}")
     console.print(f"admin token: [bold]{settings.admin_token}[/]")
+    children: list[subprocess.Popen[bytes]] = []
     if args.demo:
-        threading.Thread(target=_demo, args=(settings,), daemon=True).start()
-    return _serve(settings, args.host, args.port, run_workers=True)
+        threading.Thread(target=_demo, args=(settings, children), daemon=True).start()
+    try:
+        return _serve(settings, args.host, args.port, run_workers=True)
+    finally:
+        for child in children:  # the demo broadcaster ends its stream on SIGINT
+            child.send_signal(signal.SIGINT)
+            try:
+                child.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                child.kill()
 
 
 def cmd_api(args: argparse.Namespace) -> int:
@@ -196,7 +205,8 @@ def build_parser() -> argparse.ArgumentParser:
     up = sub.add_parser("up", help="run the whole platform in one process (embedded)")
     up.add_argument("--host", default="127.0.0.1")
     up.add_argument("--port", type=int, default=8000)
-    up.add_argument("--demo", action="store_true", help="also publish a demo video")
+    up.add_argument("--demo", action="store_true",
+                    help="also go live with a test pattern showing the wall clock")
     up.set_defaults(func=cmd_up)
 
     api = sub.add_parser("api", help="run an API process (distributed)")

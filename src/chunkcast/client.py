@@ -48,11 +48,6 @@ class Client:
         result: dict[str, Any] = self._call("POST", "/api/v1/streams", json={"title": title})
         return result
 
-    def videos(self, limit: int = 100) -> list[dict[str, Any]]:
-        result: list[dict[str, Any]] = self._call("GET", "/api/v1/videos",
-                                                  params={"limit": limit})["items"]
-        return result
-
     def video(self, video_id: str) -> dict[str, Any]:
         result: dict[str, Any] = self._call("GET", f"/api/v1/videos/{video_id}")
         return result
