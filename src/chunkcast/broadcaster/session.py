@@ -1,26 +1,9 @@
-"""The reference live broadcaster behind ``chunkcast broadcast``.
-
-One ffmpeg encodes the source in real time into MPEG-TS chunks cut at keyframes
-(``media/broadcast_argv.py``). Each time the segment muxer announces a closed chunk on
-stdout, the chunk is uploaded at once, overlapping with the next ones: ask the API for a
-pre-signed PUT, PUT the bytes straight to storage, report the chunk complete.
-
-``captured_at`` (the wall-clock time at which a chunk's first frame was captured) comes from
-ffmpeg's ``-progress`` reports, ten a second, each giving ``out_time``, the stream time the
-output has reached. ``arrival wall time - out_time`` is the wall clock of stream time 0 plus
-whatever the report was delayed by, so its minimum over the reports is the best estimate of
-that anchor; a frame at stream time ``t`` was then captured at ``anchor + t``. Files and the
-test pattern are read paced by ``-re`` from one fixed start, so the minimum over the whole
-broadcast is used (measured against the burnt-in clock: within about 10 ms). Live inputs
-arrive on their own clock, which may drift, so the minimum over the last few chunks is used
-instead: their ``captured_at`` is the arrival time.
+"""One broadcast: ffmpeg, the closed chunks it announces, their uploads, the end.
 """
 
 import argparse
 import asyncio
 import contextlib
-import csv
-import enum
 import os
 import shlex
 import shutil
@@ -31,20 +14,24 @@ import tempfile
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from queue import Empty, Queue
 from types import FrameType
 from typing import IO, Any
 
-import httpx
 from rich.console import Console
 from rich.live import Live
-from rich.text import Text
 
+from chunkcast.broadcaster.status import Status
+from chunkcast.broadcaster.timing import (
+    CaptureClock,
+    ClosedChunk,
+    parse_out_time,
+    parse_segment_line,
+)
+from chunkcast.broadcaster.uploads import ChunkUploader, UploadFailed, chunk_report
 from chunkcast.domain.errors import ChunkcastError
 from chunkcast.media.argv import TIMELINE_OFFSET_S
 from chunkcast.media.broadcast_argv import (
@@ -58,252 +45,11 @@ from chunkcast.media.process import ffmpeg_path
 
 DEFAULT_SERVER = "http://127.0.0.1:8000"
 CLOCK_FONT = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
-ATTEMPTS = 5
 UPLOADERS = 4
 STOP_GRACE_S = 5.0  # ffmpeg gets this long to close its last chunk before it is killed
 DRAIN_S = 20.0  # on stop, closed chunks get this long to finish uploading
 
 
-# --- pure parts ---------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class ClosedChunk:
-    """One line of the CSV segment list: a chunk file the muxer has closed, and the stream
-    times (seconds, counted from the first packet) it covers."""
-
-    name: str
-    start: float
-    end: float
-
-    @property
-    def duration(self) -> float:
-        return self.end - self.start
-
-
-def parse_segment_line(line: str) -> ClosedChunk | None:
-    """``name,start,end`` (CSV, the name quoted when it needs to be) or None when the line
-    is not one."""
-    rows = list(csv.reader([line.strip()]))
-    if len(rows) != 1 or len(rows[0]) != 3:
-        return None
-    name, start, end = rows[0]
-    try:
-        return ClosedChunk(name, float(start), float(end))
-    except ValueError:
-        return None
-
-
-def parse_out_time(line: str) -> float | None:
-    """Seconds from a ``-progress`` ``out_time_us=…`` line (None for other lines and N/A)."""
-    key, sep, value = line.strip().partition("=")
-    if not sep or key != "out_time_us":
-        return None
-    try:
-        return int(value) / 1_000_000
-    except ValueError:
-        return None
-
-
-def format_utc(wall: float) -> str:
-    """ISO 8601 UTC with milliseconds, e.g. ``2026-11-24T10:00:00.123Z``."""
-    moment = datetime.fromtimestamp(round(wall, 3), UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
-
-
-class CaptureClock:
-    """Maps stream time to the wall-clock time of capture from ``(wall, out_time)``
-    observations (see the module docstring). ``window_s`` None keeps the minimum over every
-    observation (paced sources); a number keeps only the observations that recent."""
-
-    def __init__(self, window_s: float | None = None) -> None:
-        self._window = window_s
-        self._best: float | None = None
-        self._recent: deque[tuple[float, float]] = deque()
-
-    def observe(self, wall: float, out_time: float) -> None:
-        offset = wall - out_time
-        if self._window is None:
-            self._best = offset if self._best is None else min(self._best, offset)
-            return
-        self._recent.append((wall, offset))
-        while self._recent and self._recent[0][0] < wall - self._window:
-            self._recent.popleft()
-
-    @property
-    def anchor(self) -> float | None:
-        """The wall-clock time of stream time 0, once something was observed."""
-        if self._window is None:
-            return self._best
-        return min((o for _, o in self._recent), default=None)
-
-    def captured_at(self, stream_time: float, *, fallback: float) -> float:
-        """When the frame at ``stream_time`` was captured; ``fallback`` before any report."""
-        anchor = self.anchor
-        return fallback if anchor is None else anchor + stream_time
-
-
-class Verdict(enum.Enum):
-    """What to do after one HTTP attempt."""
-
-    DONE = "done"
-    RETRY = "retry"  # network error, 5xx, 429: try again after a backoff
-    SKIP = "skip"  # this chunk was refused: report it and go on with the next
-    FATAL = "fatal"  # the stream refuses us (bad key, no such stream, ended): stop
-
-
-def verdict(status: int | None, *, api: bool = True) -> Verdict:
-    """Classify an HTTP status (None: no answer at all). Refusals from the API about the
-    stream itself are fatal; storage refusals and other 4xx only lose the chunk."""
-    if status is None or status == 429 or status >= 500:
-        return Verdict.RETRY
-    if status < 400:
-        return Verdict.DONE
-    if api and status in (401, 403, 404, 409):
-        return Verdict.FATAL
-    return Verdict.SKIP
-
-
-def backoff_s(attempt: int, *, retry_after: float | None = None, base: float = 0.25,
-              cap: float = 4.0) -> float:
-    """Seconds to wait before attempt ``attempt + 1`` (``attempt`` counts from 0): doubling
-    from ``base``, at most ``cap``; a server's ``Retry-After`` wins when longer."""
-    delay = min(cap, base * 2.0**attempt)
-    if retry_after is not None:
-        delay = max(delay, min(cap, retry_after))
-    return delay
-
-
-def chunk_report(seq: int, chunk: ClosedChunk, captured_at: float, offset: float) -> dict[str, Any]:
-    """The JSON body of both chunk calls. ``pts_start`` is the chunk's first timestamp as
-    written in the file (the list's time plus the file's timeline ``offset``)."""
-    return {"seq": seq, "duration": round(chunk.duration, 6),
-            "captured_at": format_utc(captured_at), "pts_start": round(chunk.start + offset, 6)}
-
-
-def error_message(response: httpx.Response) -> str:
-    """The server's ``{"error": {"message"}}``, else the body or the reason."""
-    try:
-        message = response.json()["error"]["message"]
-    except (ValueError, KeyError, TypeError):
-        message = response.text[:200] or response.reason_phrase
-    return f"{response.status_code}: {message}"
-
-
-# --- uploads ------------------------------------------------------------------------------
-
-class UploadFailed(ChunkcastError):
-    """A chunk could not be delivered; ``fatal`` when the broadcast cannot go on."""
-
-    def __init__(self, message: str, *, fatal: bool = False) -> None:
-        super().__init__(message)
-        self.fatal = fatal
-
-
-class ChunkUploader:
-    """Delivers chunks through the API (thread-safe: one pooled client shared by the
-    upload threads). Setting ``aborted`` cuts retries short when the broadcast is out of
-    time; ``on_retry`` is told of every failed attempt that will be retried."""
-
-    def __init__(self, server: str, stream_id: str, key: str, *, timeout: float = 10.0,
-                 on_retry: Callable[[], None] = lambda: None) -> None:
-        self._http = httpx.Client(base_url=server.rstrip("/"), timeout=timeout)
-        self._key = {"X-Stream-Key": key}  # for the API only: never sent to storage
-        self._base = f"/api/v1/streams/{stream_id}"
-        self.aborted = threading.Event()
-        self._on_retry = on_retry
-
-    def close(self) -> None:
-        self._http.close()
-
-    def _request(self, what: str, method: str, url: str, *, api: bool = True,
-                 **kwargs: Any) -> httpx.Response:
-        """One call with retries on network errors, 5xx and 429."""
-        problem = ""
-        for attempt in range(ATTEMPTS):
-            retry_after = None
-            try:
-                response = self._http.request(method, url, **kwargs)
-            except httpx.HTTPError as exc:
-                status, problem = None, f"{type(exc).__name__}: {exc}"
-            else:
-                status = response.status_code
-                if response.is_error:
-                    problem = error_message(response)
-                    with contextlib.suppress(ValueError):
-                        retry_after = float(response.headers.get("Retry-After", ""))
-            decision = verdict(status, api=api)
-            if decision is Verdict.DONE:
-                return response
-            if decision is not Verdict.RETRY:
-                raise UploadFailed(f"{what}: {problem}", fatal=decision is Verdict.FATAL)
-            if attempt + 1 == ATTEMPTS or self.aborted.is_set():
-                break
-            self._on_retry()
-            if self.aborted.wait(backoff_s(attempt, retry_after=retry_after)):
-                break
-        raise UploadFailed(f"{what}: {problem} (gave up)")
-
-    def upload(self, seq: int, path: Path, report: dict[str, Any]) -> None:
-        """Pre-signed PUT, the bytes, then "complete"."""
-        asked = self._request(f"chunk {seq}: upload URL", "POST", f"{self._base}/chunks",
-                              json=report, headers=self._key)
-        try:
-            target = asked.json()["upload"]
-            url, method = target["url"], target.get("method", "PUT")
-            headers = dict(target.get("headers") or {})
-        except (ValueError, KeyError, TypeError) as exc:
-            raise UploadFailed(f"chunk {seq}: unexpected answer {asked.text[:200]!r}") from exc
-        self._request(f"chunk {seq}: storage", method, url, api=False,
-                      content=path.read_bytes(), headers=headers)
-        self._request(f"chunk {seq}: complete", "POST", f"{self._base}/chunks/{seq}/complete",
-                      json=report, headers=self._key)
-
-    def end(self) -> None:
-        self._request("end", "POST", f"{self._base}/end", headers=self._key)
-
-
-# --- status -------------------------------------------------------------------------------
-
-class Status:
-    """Counters shown on stderr: a live line on a terminal, else one line per chunk."""
-
-    def __init__(self, console: Console, *, live: bool) -> None:
-        self._console = console
-        self._live = live
-        self._lock = threading.Lock()
-        self._started = time.monotonic()
-        self.sent = self.retries = self.skipped = 0
-        self.last_ms: int | None = None
-        self.last_captured = ""
-
-    def retried(self) -> None:
-        with self._lock:
-            self.retries += 1
-
-    def chunk_sent(self, seq: int, ms: int, report: dict[str, Any]) -> None:
-        with self._lock:
-            self.sent += 1
-            self.last_ms, self.last_captured = ms, report["captured_at"]
-        if not self._live:
-            self._console.print(f"chunk {seq} sent in {ms} ms ({report['duration']:.3f} s, "
-                                f"captured {report['captured_at']})", highlight=False)
-
-    def chunk_skipped(self, seq: int, message: str) -> None:
-        with self._lock:
-            self.skipped += 1
-        self._console.print(f"[red]chunk {seq} skipped: {message}[/]", highlight=False)
-
-    def __rich__(self) -> Text:
-        with self._lock:
-            elapsed = int(time.monotonic() - self._started)
-            last = "-" if self.last_ms is None else f"{self.last_ms} ms"
-            line = (f"● live {elapsed // 3600:02d}:{elapsed // 60 % 60:02d}:{elapsed % 60:02d}"
-                    f"  chunks sent {self.sent}  last upload {last}  failures {self.retries}"
-                    f"  skipped {self.skipped}  captured {self.last_captured or '-'}")
-        return Text(line, style="bold red" if self.skipped else "bold")
-
-
-# --- the broadcast ------------------------------------------------------------------------
 
 class _Stop(Exception):
     """SIGTERM: end the broadcast as cleanly as Ctrl-C does."""
