@@ -35,6 +35,8 @@ check: venv
 
 bench: venv system-deps
 	$(BIN)/python bench/transcode.py
+	$(BIN)/python bench/latency.py
+	$(BIN)/python bench/fanout.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
