@@ -100,7 +100,7 @@ def cmd_api(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from chunkcast.runtime import open_platform
+    from chunkcast.runtime import open_platform, run_consumers
 
     settings = prepare(_settings(args))
     unknown = set(args.group or ()) - set(settings.groups)
@@ -110,15 +110,18 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     async def main() -> None:
         platform = open_platform(settings)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
         try:
-            async with asyncio.TaskGroup() as tasks:
-                for consumer in platform.consumers(args.group or None):
-                    tasks.create_task(consumer.run())
+            await run_consumers(platform.consumers(args.group or None), stop,
+                                settings.stop_grace_seconds)
         finally:
             await platform.close()
 
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(main())
+    console.print(f"worker for {', '.join(args.group or settings.groups)} started")
+    asyncio.run(main())
     return 0
 
 

@@ -50,6 +50,7 @@ class Settings(BaseSettings):
     worker_concurrency: int = Field(2, ge=1, le=64)
     ack_timeout_seconds: float = Field(300.0, gt=0)
     max_attempts: int = Field(3, ge=1)
+    stop_grace_seconds: float = Field(60.0, ge=0)
     max_upload_bytes: int = Field(20 * 1024**3, gt=0)
     upload_url_seconds: int = Field(3600, ge=60)
     live_window_segments: int = Field(6, ge=3)

@@ -1,6 +1,8 @@
 """Wiring: open the configured backends and build the services and consumers on them.
 Only the app factory, the worker entry point and the CLI call this."""
 
+import asyncio
+import logging
 import os
 import socket
 from dataclasses import dataclass, field
@@ -30,6 +32,28 @@ from chunkcast.services.videos import Videos
 from chunkcast.worker.consumer import Consumer
 
 SPLITTER_GROUP = "splitter"
+log = logging.getLogger(__name__)
+
+
+async def run_consumers(consumers: list[Consumer], stop: asyncio.Event, grace_s: float) -> None:
+    """Run ``consumers`` until ``stop`` is set, then let the events in hand finish for up to
+    ``grace_s`` seconds; what is still running after that is cancelled (and so released:
+    unacked, it is handed out again after the ack timeout)."""
+    tasks = [asyncio.create_task(c.run()) for c in consumers]
+    stopping = asyncio.create_task(stop.wait())
+    try:
+        await asyncio.wait([stopping, *tasks], return_when=asyncio.FIRST_COMPLETED)
+        for task in tasks:
+            if task.done() and task.exception():
+                log.error("a consumer stopped", exc_info=task.exception())
+        for consumer in consumers:
+            consumer.stop()
+        _, pending = await asyncio.wait(tasks, timeout=grace_s) if tasks else (set(), set())
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+    finally:
+        stopping.cancel()
 
 
 @dataclass

@@ -15,7 +15,7 @@ from chunkcast.api.routes import live, ops, play, videos
 from chunkcast.api.routes.media import media_router
 from chunkcast.config import Settings
 from chunkcast.domain.signing import token_digest
-from chunkcast.runtime import Platform, open_platform
+from chunkcast.runtime import Platform, open_platform, run_consumers
 from chunkcast.services.live import LiveFeed
 
 log = logging.getLogger(__name__)
@@ -34,13 +34,17 @@ def create_app(settings: Settings, *, run_workers: bool = False) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        tasks = [asyncio.create_task(c.run(), name="consumer")
-                 for c in (platform.consumers() if run_workers else [])]
-        tasks.append(asyncio.create_task(feed.run(platform.bus), name="live-feed"))
+        stop_workers = asyncio.Event()
+        workers = asyncio.create_task(run_consumers(
+            platform.consumers() if run_workers else [], stop_workers,
+            settings.stop_grace_seconds))
+        tasks = [asyncio.create_task(feed.run(platform.bus), name="live-feed")]
         tasks.append(asyncio.create_task(_end_quiet_streams(platform), name="stream-watchdog"))
         try:
             yield
         finally:
+            stop_workers.set()
+            await workers
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)

@@ -39,16 +39,22 @@ class Consumer:
         self._max_attempts = max_attempts
         self._give_up = give_up
         self._retry_delay = retry_delay_s
+        self._stopping = asyncio.Event()
+
+    def stop(self) -> None:
+        """Take no new event; :meth:`run` returns once the events in hand are done."""
+        self._stopping.set()
 
     async def run(self) -> None:
-        """Consume until cancelled."""
+        """Consume until :meth:`stop` (graceful) or cancellation (the events in hand are not
+        acked, so the bus hands them to another consumer after the ack timeout)."""
         await self._bus.ensure_group(self._topic, self._group)
         async with asyncio.TaskGroup() as tasks:
             for slot in range(self._concurrency):
                 tasks.create_task(self._loop(f"{self._name}-{slot}"))
 
     async def _loop(self, consumer: str) -> None:
-        while True:
+        while not self._stopping.is_set():
             for delivery in await self._bus.read(self._topic, self._group, consumer):
                 await self._process(delivery)
 
