@@ -61,37 +61,50 @@ class Server:
 
 
 @contextlib.contextmanager
-def run_server(data_dir: Path, *, env: dict[str, str] | None = None,
-               timeout_s: float = 30.0) -> Iterator[Server]:
-    """``chunkcast up`` in a child process on a free port; stopped (by PID) on exit."""
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
+def run_chunkcast(args: list[str], data_dir: Path, *, env: dict[str, str] | None = None,
+                  health_url: str | None = None, timeout_s: float = 30.0,
+                  log_name: str = "server.log") -> Iterator[subprocess.Popen[bytes]]:
+    """``python -m chunkcast ARGS`` in a child process (its own session, output in
+    ``data_dir/log_name``); waits for ``health_url`` when given; stopped by PID on exit
+    (SIGTERM, then SIGKILL after 15 s)."""
     data_dir.mkdir(parents=True, exist_ok=True)
-    log = data_dir / "server.log"
-    child_env = {**os.environ, "CHUNKCAST_DATA_DIR": str(data_dir),
-                 "CHUNKCAST_PUBLIC_URL": url, **(env or {})}
+    log = data_dir / log_name
+    child_env = {**os.environ, "CHUNKCAST_DATA_DIR": str(data_dir), **(env or {})}
     with log.open("ab") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "chunkcast", "up", "--port", str(port)],
-            env=child_env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-        )
+        proc = subprocess.Popen([sys.executable, "-m", "chunkcast", *args], env=child_env,
+                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         deadline = time.monotonic() + timeout_s
-        while True:
+        while health_url is not None:
             if proc.poll() is not None:
-                raise RuntimeError(f"server exited early:\n{log.read_text()[-3000:]}")
+                raise RuntimeError(f"chunkcast {args[0]} exited early:\n"
+                                   f"{log.read_text()[-3000:]}")
             with contextlib.suppress(httpx.TransportError):
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                if httpx.get(health_url, timeout=1).status_code == 200:
                     break
             if time.monotonic() > deadline:
-                raise RuntimeError(f"server did not start:\n{log.read_text()[-3000:]}")
+                raise RuntimeError(f"chunkcast {args[0]} did not start:\n"
+                                   f"{log.read_text()[-3000:]}")
             time.sleep(0.1)
-        token = (data_dir / "admin-token").read_text().strip()
-        yield Server(url, data_dir, token, proc.pid, log)
+        yield proc
     finally:
-        proc.send_signal(signal.SIGTERM)
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
         try:
             proc.wait(timeout=15)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@contextlib.contextmanager
+def run_server(data_dir: Path, *, env: dict[str, str] | None = None,
+               timeout_s: float = 30.0) -> Iterator[Server]:
+    """``chunkcast up`` in a child process on a free port; stopped (by PID) on exit."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {"CHUNKCAST_PUBLIC_URL": url, **(env or {})}
+    with run_chunkcast(["up", "--port", str(port)], data_dir, env=env,
+                       health_url=f"{url}/healthz", timeout_s=timeout_s) as proc:
+        token = (data_dir / "admin-token").read_text().strip()
+        yield Server(url, data_dir, token, proc.pid, data_dir / "server.log")

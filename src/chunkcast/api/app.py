@@ -12,7 +12,7 @@ from chunkcast.adapters.storage.local import LocalObjectStore
 from chunkcast.api import errors
 from chunkcast.api.hub import Hub
 from chunkcast.api.routes import live, ops, play, videos
-from chunkcast.api.routes.media import media_router
+from chunkcast.api.routes.media import media_router, redirect_router
 from chunkcast.config import Settings
 from chunkcast.domain.signing import token_digest
 from chunkcast.runtime import Platform, open_platform, run_consumers
@@ -62,6 +62,8 @@ def create_app(settings: Settings, *, run_workers: bool = False) -> FastAPI:
     if isinstance(platform.store, LocalObjectStore):
         app.include_router(media_router(platform.store, settings.secret_key.encode(),
                                         settings.max_upload_bytes))
+    else:
+        app.include_router(redirect_router(platform.store))
     return app
 
 

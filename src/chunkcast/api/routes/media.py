@@ -6,14 +6,16 @@ import os
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, RedirectResponse
 
 from chunkcast.adapters.storage.local import LocalObjectStore
 from chunkcast.domain import keys
 from chunkcast.domain.errors import Forbidden, NotFound, TooLarge
 from chunkcast.domain.media_types import cache_control_for, content_type_for
 from chunkcast.domain.signing import verify
+from chunkcast.ports.storage import ObjectStore
 
+REDIRECT_URL_SECONDS = 600
 ExpiresQ = Annotated[int | None, Query()]
 SignatureQ = Annotated[str | None, Query()]
 
@@ -60,5 +62,22 @@ def media_router(store: LocalObjectStore, secret: bytes, max_bytes: int) -> APIR
             raise NotFound("no such object")
         return FileResponse(path, media_type=content_type_for(key),
                             headers={"Cache-Control": cache_control_for(key)})
+
+    return router
+
+
+def redirect_router(store: ObjectStore) -> APIRouter:
+    """``/media/{key}`` for stores that serve their own objects (S3): published media is
+    redirected to a short-lived pre-signed GET. Deployments put a CDN in front of the bucket
+    instead (``chunkcast deploy nginx``); this keeps playback working without one."""
+    router = APIRouter(tags=["media"])
+
+    @router.api_route("/media/{key:path}", methods=["GET", "HEAD"])
+    async def get_object(key: str) -> Response:
+        keys.check_key(key)
+        if not key.startswith("media/"):
+            raise Forbidden("only published media is served here")
+        return RedirectResponse(store.presign_get(key, REDIRECT_URL_SECONDS), status_code=307,
+                                headers={"Cache-Control": "public, max-age=60"})
 
     return router
