@@ -79,10 +79,10 @@ async def test_a_missing_seq_becomes_a_gap_after_the_timeout(repo: SqlVideoRepos
     for seq in (0, 2, 3):
         await feed.on_segment(_ready(video_id, seq))
     clock.now += 4.9
-    feed.sweep()
+    await feed.sweep()
     assert _seqs(viewer.texts) == [("segment", 0)]
     clock.now += 0.2
-    feed.sweep()
+    await feed.sweep()
     assert _seqs(viewer.texts) == [("segment", 0), ("gap", 1), ("segment", 2), ("segment", 3)]
     await feed.on_segment(_ready(video_id, 1))  # too late: never delivered twice
     assert len(viewer.texts) == 4
@@ -123,6 +123,23 @@ async def test_when_a_stream_ends_held_segments_are_delivered_past_the_holes(
     (await feed.channel(video_id, "240p")).listeners.add(viewer)
     await feed.on_segment(_ready(video_id, 1))
     feed.status_listeners[video_id] = {viewer}
-    feed.on_status(events.VideoStatusChanged(video_id, "ended"))
-    assert viewer.texts[0] == '{"type":"status","status":"ended"}'
-    assert _seqs(viewer.texts[1:]) == [("gap", 0), ("segment", 1)]
+    await feed.on_status(events.VideoStatusChanged(video_id, "ended"))
+    assert _seqs(viewer.texts[:-1]) == [("gap", 0), ("segment", 1)]
+    assert viewer.texts[-1] == '{"type":"status","status":"ended"}'
+
+
+async def test_a_segment_whose_event_was_lost_is_taken_from_the_catalogue(
+    repo: SqlVideoRepository,
+) -> None:
+    clock = Clock()
+    feed = LiveFeed(repo, "http://cdn", gap_timeout_s=5, clock=clock)
+    video_id = await _live(repo)
+    viewer = Collect()
+    (await feed.channel(video_id, "240p")).listeners.add(viewer)
+    await feed.on_segment(_ready(video_id, 0))
+    lost = _ready(video_id, 1)  # stored, but its event never reached this process
+    await repo.upsert_segments([Segment(video_id, "240p", 1, lost.key, lost.pts_start, 1.0)])
+    await feed.on_segment(_ready(video_id, 2))
+    clock.now += 6
+    await feed.sweep()
+    assert _seqs(viewer.texts) == [("segment", 0), ("segment", 1), ("segment", 2)]

@@ -11,7 +11,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -135,22 +135,40 @@ class LiveFeed:
         channel.pending[event.seq] = (segment, self._clock(), event.ready_at)
         self._flush(channel)
 
-    def on_status(self, event: events.VideoStatusChanged) -> None:
+    async def on_status(self, event: events.VideoStatusChanged) -> None:
+        if event.status in (VideoStatus.ENDED.value, VideoStatus.FAILED.value):
+            # Nothing more will come: deliver what is held, skipping what is missing, before
+            # viewers hear the stream is over.
+            for (video_id, _), channel in list(self._channels.items()):
+                if video_id == event.video_id:
+                    await self._recover(channel)
+                    self._skip_gaps(channel, force=True)
         self._status[event.video_id] = event.status
         text = self.status_message(event.status)
         for listener in list(self.status_listeners.get(event.video_id, ())):
             listener.deliver(text)
-        if event.status in (VideoStatus.ENDED.value, VideoStatus.FAILED.value):
-            # Nothing more will come: deliver what is held, skipping what is missing.
-            for (video_id, _), channel in self._channels.items():
-                if video_id == event.video_id:
-                    self._skip_gaps(channel, force=True)
 
-    def sweep(self) -> None:
-        """Skip seqs that have been missing for longer than the gap timeout."""
-        for channel in self._channels.values():
-            if channel.pending:
+    async def sweep(self) -> None:
+        """Skip seqs that have been missing for longer than the gap timeout, unless the
+        catalogue has them (their event was lost, e.g. while the bus reconnected)."""
+        for channel in list(self._channels.values()):
+            if channel.pending and self._overdue(channel):
+                await self._recover(channel)
                 self._skip_gaps(channel, force=False)
+
+    def _overdue(self, channel: Channel) -> bool:
+        oldest = min(t for _, t, _ in channel.pending.values())
+        return self._clock() - oldest >= self._gap_timeout
+
+    async def _recover(self, channel: Channel) -> None:
+        """Take missing segments from the catalogue."""
+        if not channel.pending or min(channel.pending) == channel.next_seq:
+            return
+        now = self._clock()
+        for segment in await self._repo.segments(channel.video_id, channel.rendition):
+            if channel.next_seq <= segment.seq and segment.seq not in channel.pending:
+                channel.pending[segment.seq] = (segment, now, None)
+        self._flush(channel)
 
     def _skip_gaps(self, channel: Channel, *, force: bool) -> None:
         while channel.pending:
@@ -185,19 +203,40 @@ class LiveFeed:
             tasks.create_task(self._sweeper())
 
     async def _follow_segments(self, bus: EventBus) -> None:
-        async for event in bus.subscribe(events.SEGMENTS):
+        async def take(event: events.Event) -> None:
             if isinstance(event, events.SegmentReady):
-                try:
-                    await self.on_segment(event)
-                except Exception:
-                    log.exception("live feed: could not take %s", event)
+                await self.on_segment(event)
+
+        await self._follow(bus, events.SEGMENTS, take)
 
     async def _follow_status(self, bus: EventBus) -> None:
-        async for event in bus.subscribe(events.VIDEOS):
+        async def take(event: events.Event) -> None:
             if isinstance(event, events.VideoStatusChanged):
-                self.on_status(event)
+                await self.on_status(event)
+
+        await self._follow(bus, events.VIDEOS, take)
+
+    @staticmethod
+    async def _follow(bus: EventBus, topic: str,
+                      take: Callable[[events.Event], Awaitable[None]]) -> None:
+        """Feed every event of ``topic`` to ``take``; if the bus connection breaks,
+        subscribe again (the gap sweeper and ``since`` replays from the catalogue cover
+        what was published meanwhile)."""
+        while True:
+            try:
+                async for event in bus.subscribe(topic):
+                    try:
+                        await take(event)
+                    except Exception:
+                        log.exception("live feed: could not take %s", event)
+            except Exception:
+                log.exception("live feed: lost the %s subscription; subscribing again", topic)
+                await asyncio.sleep(1.0)
 
     async def _sweeper(self) -> None:
         while True:
             await asyncio.sleep(min(0.25, self._gap_timeout / 4))
-            self.sweep()
+            try:
+                await self.sweep()
+            except Exception:
+                log.exception("live feed: sweep failed")

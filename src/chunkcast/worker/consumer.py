@@ -55,7 +55,15 @@ class Consumer:
 
     async def _loop(self, consumer: str) -> None:
         while not self._stopping.is_set():
-            for delivery in await self._bus.read(self._topic, self._group, consumer):
+            try:
+                deliveries = await self._bus.read(self._topic, self._group, consumer)
+            except Exception:
+                # The bus is unreachable (a restart, a network blip): wait and read again.
+                # Events in flight stay pending and are handed out after the ack timeout.
+                log.exception("%s/%s: reading from the bus failed", self._topic, self._group)
+                await asyncio.sleep(self._retry_delay)
+                continue
+            for delivery in deliveries:
                 await self._process(delivery)
 
     async def _process(self, delivery: Delivery) -> None:
@@ -83,4 +91,8 @@ class Consumer:
                         await self._give_up(delivery.event, exc)
                     break
                 await asyncio.sleep(self._retry_delay * attempt)
-        await self._bus.ack(delivery)
+        try:
+            await self._bus.ack(delivery)
+        except Exception:
+            # Not acked: the event is handed out again; handlers are idempotent.
+            log.exception("%s/%s: ack failed for %s", self._topic, self._group, delivery.event)
