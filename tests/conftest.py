@@ -37,3 +37,9 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """A server for live tests: short gap and idle timeouts, a fast preset."""
     with run_server(tmp_path_factory.mktemp("live"), env=LIVE_ENV) as running:
         yield running
+
+
+# Throwaway real servers, shared by the contract and integration suites.
+from tests.servers.postgres import postgres  # noqa: E402, F401
+from tests.servers.redis import redis_server  # noqa: E402, F401
+from tests.servers.seaweedfs import seaweedfs  # noqa: E402, F401

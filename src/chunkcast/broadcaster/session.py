@@ -41,7 +41,7 @@ from chunkcast.media.broadcast_argv import (
     broadcast_argv,
     source_kind,
 )
-from chunkcast.media.process import ffmpeg_path
+from chunkcast.media.process import die_with_parent, ffmpeg_path
 
 DEFAULT_SERVER = "http://127.0.0.1:8000"
 CLOCK_FONT = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
@@ -155,6 +155,7 @@ class Broadcast:
             argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             text=True, errors="replace", env={**os.environ, "AV_LOG_FORCE_NOCOLOR": "1"},
             process_group=0,  # Ctrl-C reaches us only; we stop ffmpeg in order
+            preexec_fn=die_with_parent,  # ...and if we are killed, so is ffmpeg
         )
         assert proc.stdout is not None and proc.stderr is not None
         readers = [threading.Thread(target=self._read_list, args=(proc.stdout,), daemon=True),

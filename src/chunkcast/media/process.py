@@ -2,7 +2,10 @@
 
 import asyncio
 import contextlib
+import ctypes
 import os
+import signal
+import sys
 from collections import deque
 from pathlib import Path
 
@@ -11,6 +14,17 @@ from chunkcast.domain.errors import MediaError
 
 class FfmpegFailed(MediaError):
     """ffmpeg exited non-zero; the message is the tail of what it printed."""
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+    """``preexec_fn`` for children: on Linux the kernel kills the child with SIGKILL when its
+    parent dies, so a broadcaster or worker killed with -9 leaves no ffmpeg behind."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def ffmpeg_path(configured: str = "") -> str:
@@ -29,6 +43,7 @@ async def run_ffmpeg(argv: list[str], *, timeout_s: float | None = None,
     proc = await asyncio.create_subprocess_exec(
         *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.PIPE, cwd=cwd, env={**os.environ, "AV_LOG_FORCE_NOCOLOR": "1"},
+        preexec_fn=die_with_parent,
     )
     tail: deque[str] = deque(maxlen=8)
     try:

@@ -1,0 +1,248 @@
+"""The distributed mode with real processes: Redis + PostgreSQL + SeaweedFS (S3), two
+`chunkcast api` and two `chunkcast worker` processes, the same code as embedded."""
+
+import asyncio
+import contextlib
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+import httpx
+import pytest
+
+from chunkcast.testing import Server, free_port, make_clip, run_chunkcast
+from tests.integration.live_support import seqs, wait_for_renditions, watch
+from tests.integration.media_checks import check_rendition
+from tests.servers.postgres import PostgresServer, create_database
+from tests.servers.redis import RedisServer, run_redis
+from tests.servers.seaweedfs import run_seaweedfs
+
+pytestmark = pytest.mark.integration
+
+GROUPS = "hi=480p,720p,1080p;lo=240p,360p"
+
+
+@dataclass
+class Cluster:
+    root: Path
+    env: dict[str, str]
+    token: str
+    redis: RedisServer
+    apis: list[Server] = field(default_factory=list)
+    workers: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    stack: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
+
+    def start_api(self, name: str) -> Server:
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        proc = self.stack.enter_context(run_chunkcast(
+            ["api", "--port", str(port)], self.root / name,
+            env={**self.env, "CHUNKCAST_PUBLIC_URL": url}, health_url=f"{url}/healthz"))
+        server = Server(url, self.root / name, self.token, proc.pid,
+                        self.root / name / "server.log")
+        self.apis.append(server)
+        return server
+
+    def start_worker(self, name: str) -> None:
+        self.workers[name] = self.stack.enter_context(run_chunkcast(
+            ["worker", "--group", "hi", "--group", "lo"], self.root / name, env=self.env))
+
+    def worker_log(self, name: str) -> str:
+        return (self.root / name / "server.log").read_text(errors="replace")
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory, postgres: PostgresServer
+            ) -> Iterator[Cluster]:
+    root = tmp_path_factory.mktemp("cluster")
+    with contextlib.ExitStack() as stack:
+        redis = stack.enter_context(run_redis(root / "redis"))
+        s3 = stack.enter_context(run_seaweedfs(root / "s3"))
+        database_url = asyncio.run(create_database(postgres))
+        token = secrets.token_urlsafe(16)
+        env = {
+            **s3.env(),
+            "CHUNKCAST_DATABASE_URL": database_url,
+            "CHUNKCAST_STORAGE_URL": s3.storage_url("chunkcast"),
+            "CHUNKCAST_BUS_URL": redis.url,
+            "CHUNKCAST_SECRET_KEY": secrets.token_urlsafe(32),
+            "CHUNKCAST_ADMIN_TOKEN": token,
+            "CHUNKCAST_LADDER_GROUPS": GROUPS,
+            "CHUNKCAST_X264_PRESET": "ultrafast",
+            "CHUNKCAST_ACK_TIMEOUT_SECONDS": "3",
+            "CHUNKCAST_LIVE_GAP_TIMEOUT_SECONDS": "10",
+            "CHUNKCAST_VOD_CHUNK_SECONDS": "4",
+            "CHUNKCAST_WORKER_CONCURRENCY": "1",
+        }
+        upgrade = subprocess.run([sys.executable, "-m", "chunkcast", "db", "upgrade"],
+                                 env={**os.environ, **env, "CHUNKCAST_DATA_DIR": str(root)},
+                                 capture_output=True, text=True, timeout=60)
+        assert upgrade.returncode == 0, upgrade.stderr
+        cluster = Cluster(root, env, token, redis)
+        with cluster.stack:
+            cluster.start_api("api-1")
+            cluster.start_api("api-2")
+            cluster.start_worker("worker-a")
+            cluster.start_worker("worker-b")
+            yield cluster
+
+
+@pytest.fixture(scope="module")
+def clip480(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_clip(tmp_path_factory.mktemp("src") / "src480.mp4", seconds=12,
+                     size="854x480")
+
+
+def _admin(server: Server) -> httpx.Client:
+    return httpx.Client(base_url=server.url, timeout=30,
+                        headers={"Authorization": f"Bearer {server.token}"})
+
+
+def _stream(server: Server) -> dict[str, Any]:
+    with _admin(server) as client:
+        body: dict[str, Any] = client.post("/api/v1/streams", json={"title": "dist"}).json()
+        return body
+
+
+def _broadcast(server: Server, stream: dict[str, Any], source: Path, log: Path
+               ) -> subprocess.Popen[bytes]:
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "chunkcast", "broadcast", str(source), "--stream",
+             stream["id"], "--key", stream["stream_key"], "--server", server.url],
+            stdout=subprocess.DEVNULL, stderr=out, start_new_session=True)
+
+
+def _ws(server: Server, stream_id: str, rendition: str, since: int = -1) -> str:
+    return server.url.replace("http", "ws", 1) + f"/ws/{stream_id}/{rendition}?since={since}"
+
+
+def _dvr_seqs(server: Server, stream_id: str, rendition: str) -> list[int]:
+    text = httpx.get(f"{server.url}/play/{stream_id}/{rendition}/index.m3u8?dvr=1").text
+    return [int(line.rsplit("/", 1)[1].split(".")[0]) for line in text.splitlines()
+            if line.endswith(".m4s")]
+
+
+def _wait_ended(server: Server, stream_id: str, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while httpx.get(f"{server.url}/api/v1/videos/{stream_id}").json()["status"] != "ended":
+        assert time.monotonic() < deadline, "the stream never ended"
+        time.sleep(0.2)
+
+
+def test_a_vod_upload_is_spread_over_both_workers(cluster: Cluster, clip480: Path) -> None:
+    api1, api2 = cluster.apis
+    with _admin(api1) as client:
+        created = client.post("/api/v1/videos", json={"title": "vod"}).json()
+        put = httpx.put(created["upload"]["url"], content=clip480.read_bytes(),
+                        headers=created["upload"]["headers"])
+        assert put.status_code == 200, put.text
+        assert client.post(f"/api/v1/videos/{created['id']}/complete").status_code == 202
+        deadline = time.monotonic() + 120
+        while (video := client.get(f"/api/v1/videos/{created['id']}").json())["status"] not in (
+                "ready", "failed"):
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+    assert video["status"] == "ready", video["error"]
+    assert [r["name"] for r in video["renditions"]] == ["240p", "360p", "480p"]
+    # Chunks were shared by the two workers (each is a member of both groups).
+    for name in ("worker-a", "worker-b"):
+        assert f'"video_id": "{created["id"]}"' in cluster.worker_log(name), name
+    # Any API process serves it; segments come from S3 through pre-signed redirects.
+    with httpx.Client(timeout=30, follow_redirects=True) as plain:
+        for rendition in ("240p", "480p"):
+            url = f"{api2.url}/play/{created['id']}/{rendition}/index.m3u8"
+            check_rendition(plain, url, clip480)
+
+
+def test_viewers_on_both_api_processes_get_every_segment_in_order(
+    cluster: Cluster, clip480: Path
+) -> None:
+    api1, api2 = cluster.apis
+    stream = _stream(api1)
+    proc = _broadcast(api1, stream, clip480, cluster.root / "broadcast-1.log")
+    try:
+        renditions = wait_for_renditions(api1, stream["id"], timeout_s=60)
+
+        async def everyone() -> list[list[dict[str, Any]]]:
+            return await asyncio.gather(*(
+                watch(_ws(api, stream["id"], r), until_status="ended", timeout_s=90)
+                for api in (api1, api2) for r in renditions))
+
+        received = asyncio.run(everyone())
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    for messages in received:
+        got = seqs(messages)
+        assert got == list(range(len(got))) and len(got) >= 11, got
+
+
+def test_a_killed_worker_loses_no_segment(cluster: Cluster, clip480: Path) -> None:
+    api1, api2 = cluster.apis
+    stream = _stream(api1)
+    proc = _broadcast(api1, stream, clip480, cluster.root / "broadcast-2.log")
+    try:
+        wait_for_renditions(api1, stream["id"], timeout_s=60)
+        time.sleep(3)
+        victim = cluster.workers["worker-a"]
+        os.killpg(victim.pid, signal.SIGKILL)  # kill -9 in the middle of the stream
+        victim.wait()
+        assert proc.wait(timeout=90) == 0
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    _wait_ended(api2, stream["id"], timeout_s=90)
+    chunks = len(_dvr_seqs(api2, stream["id"], "240p"))
+    for rendition in ("240p", "360p", "480p"):
+        assert _dvr_seqs(api2, stream["id"], rendition) == list(range(chunks)), rendition
+    assert chunks >= 11
+    cluster.start_worker("worker-c")  # a replacement for what follows
+
+
+def test_a_redis_restart_loses_no_event(cluster: Cluster, clip480: Path) -> None:
+    api1, api2 = cluster.apis
+    stream = _stream(api1)
+    proc = _broadcast(api1, stream, clip480, cluster.root / "broadcast-3.log")
+    try:
+        wait_for_renditions(api1, stream["id"], timeout_s=60)
+        time.sleep(2)
+        cluster.redis.restart()  # append-only file on: what was published survives
+        assert proc.wait(timeout=120) == 0
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    _wait_ended(api2, stream["id"], timeout_s=120)
+    chunks = len(_dvr_seqs(api1, stream["id"], "240p"))
+    assert chunks >= 11
+    for api in (api1, api2):
+        for rendition in ("240p", "360p", "480p"):
+            assert _dvr_seqs(api, stream["id"], rendition) == list(range(chunks))
+
+
+def test_a_tampered_s3_upload_url_is_refused(cluster: Cluster) -> None:
+    api1, _ = cluster.apis
+    with _admin(api1) as client:
+        created = client.post("/api/v1/videos", json={"title": "tamper"}).json()
+        url = created["upload"]["url"]
+        parts = urlsplit(url)
+        query = {k: v[0] for k, v in parse_qs(parts.query).items()}
+        signature = query["X-Amz-Signature"]
+        query["X-Amz-Signature"] = ("0" if signature[0] != "0" else "1") + signature[1:]
+        tampered = parts._replace(query=urlencode(query)).geturl()
+        assert httpx.put(tampered, content=b"x" * 1000,
+                         headers=created["upload"]["headers"]).status_code == 403
+        other_key = url.replace(created["id"], "a" * 16)
+        assert httpx.put(other_key, content=b"x" * 1000,
+                         headers=created["upload"]["headers"]).status_code == 403
+        response = client.post(f"/api/v1/videos/{created['id']}/complete")
+        assert response.status_code == 409  # nothing was stored
