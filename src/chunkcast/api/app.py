@@ -6,6 +6,7 @@ import logging
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
+from starlette.routing import WebSocketRoute
 
 from chunkcast import __version__
 from chunkcast.adapters.storage.local import LocalObjectStore
@@ -29,7 +30,7 @@ def create_app(settings: Settings, *, run_workers: bool = False) -> FastAPI:
     feed = LiveFeed(platform.repo, settings.media_base_url,
                     gap_timeout_s=settings.live_gap_timeout_seconds)
     platform.playback.live = feed
-    hub = Hub(feed, queue_limit=settings.ws_queue_limit,
+    hub = Hub(feed, platform.repo, queue_limit=settings.ws_queue_limit,
               start_segments=settings.live_start_segments)
 
     @contextlib.asynccontextmanager
@@ -59,6 +60,7 @@ def create_app(settings: Settings, *, run_workers: bool = False) -> FastAPI:
     app.include_router(play.router)
     app.include_router(ops.router)
     app.include_router(live.router)
+    app.router.routes.append(WebSocketRoute("/ws/{video_id}/{rendition}", hub.endpoint))
     if isinstance(platform.store, LocalObjectStore):
         app.include_router(media_router(platform.store, settings.secret_key.encode(),
                                         settings.max_upload_bytes))

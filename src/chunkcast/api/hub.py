@@ -1,17 +1,24 @@
 """WebSocket viewers: one connection per (video, rendition), fed by the live feed.
 
-Each viewer has a bounded queue; a viewer whose queue fills up (a slow client) is
-disconnected rather than buffered without bound. Messages are strings serialised once per
-event by the feed and shared by every viewer.
+A message is written to each viewer's connection directly when it can take it (see
+:class:`Viewer`); a viewer that cannot keep up is disconnected rather than buffered without
+bound. Messages are strings serialised once per event by the feed and shared by every
+viewer.
 """
 
 import asyncio
 import contextlib
 import json
 import logging
+from collections import deque
+from collections.abc import Coroutine
+from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from chunkcast.domain.errors import ChunkcastError
+from chunkcast.domain.ids import check_rendition, check_video_id
+from chunkcast.ports.repository import VideoRepository
 from chunkcast.services.live import Channel, LiveFeed
 
 log = logging.getLogger(__name__)
@@ -21,31 +28,85 @@ VIEWERS_INTERVAL_S = 1.0
 
 
 class Viewer:
+    """One viewer's socket. A message is sent at once, inside :meth:`deliver`, when the
+    connection can take it: the ASGI send coroutine is driven by hand and, when the socket is
+    writable, completes without suspending, so a fan-out to N viewers costs no task and no
+    queue per viewer. Only a send that has to wait (the client is reading slowly) continues in
+    a task, and messages arriving meanwhile wait in a bounded backlog; a viewer whose backlog
+    fills up is disconnected."""
+
     def __init__(self, websocket: WebSocket, limit: int) -> None:
         self.websocket = websocket
-        self.queue: asyncio.Queue[str | None] = asyncio.Queue(limit)
-        self.too_slow = False
+        self._limit = limit
+        self._backlog: deque[str] = deque()
+        self._busy = False
+        self.closed = False
 
     def deliver(self, text: str) -> None:
-        if self.too_slow:
+        if self.closed:
+            return
+        if self._busy:
+            if len(self._backlog) >= self._limit:
+                self._give_up()
+            else:
+                self._backlog.append(text)
+            return
+        self._start(text)
+
+    def _start(self, text: str) -> None:
+        coro = self.websocket.send({"type": "websocket.send", "text": text})
+        try:
+            waiting = coro.send(None)
+        except StopIteration:
+            return  # sent
+        except Exception:
+            self.closed = True  # the connection is gone; the reader sees it and cleans up
+            return
+        self._busy = True
+        asyncio.get_running_loop().create_task(self._finish(coro, waiting))
+
+    async def _finish(self, coro: Coroutine[Any, Any, None], waiting: Any) -> None:
+        """Resume a suspended send until it completes, then send the backlog."""
+        try:
+            while True:
+                try:
+                    if waiting is None:  # a bare yield (sleep(0)): just let the loop run
+                        await asyncio.sleep(0)
+                    else:
+                        await waiting
+                except BaseException as exc:  # pass the outcome on, as a Task would
+                    waiting = coro.throw(exc)
+                else:
+                    waiting = coro.send(None)
+        except StopIteration:
+            pass
+        except Exception:
+            self.closed = True
             return
         try:
-            self.queue.put_nowait(text)
-        except asyncio.QueueFull:
-            self.too_slow = True
-            while not self.queue.empty():
-                self.queue.get_nowait()
-            self.queue.put_nowait(None)  # wakes the writer, which closes the connection
+            while self._backlog and not self.closed:
+                await self.websocket.send_text(self._backlog.popleft())
+        except Exception:
+            self.closed = True
+            return
+        self._busy = False
 
-    async def write(self) -> None:
-        while (text := await self.queue.get()) is not None:
-            await self.websocket.send_text(text)
-        await self.websocket.close(SLOW_CLIENT, "too slow: messages were piling up")
+    def _give_up(self) -> None:
+        self.closed = True
+        self._backlog.clear()
+        asyncio.get_running_loop().create_task(self._close_slow())
+
+    async def _close_slow(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.websocket.close(SLOW_CLIENT, "too slow: messages were piling up")
 
 
 class Hub:
-    def __init__(self, feed: LiveFeed, *, queue_limit: int, start_segments: int) -> None:
+    def __init__(self, feed: LiveFeed, repo: VideoRepository, *, queue_limit: int,
+                 start_segments: int) -> None:
         self.feed = feed
+        self._repo = repo
+        self._inits: dict[tuple[str, str], str] = {}
         self._limit = queue_limit
         self._start = start_segments
         self._counts: dict[str, int] = {}
@@ -53,6 +114,41 @@ class Hub:
 
     def viewers(self, video_id: str) -> int:
         return self._counts.get(video_id, 0)
+
+    async def endpoint(self, websocket: WebSocket) -> None:
+        """``/ws/{video_id}/{rendition}?since=SEQ``: segment-ready pushes for one rendition,
+        in seq order (ARCHITECTURE §3). A plain Starlette endpoint: a connection carries no
+        more per-viewer state than it needs."""
+        video_id = websocket.path_params["video_id"]
+        rendition = websocket.path_params["rendition"]
+        try:
+            check_video_id(video_id)
+            check_rendition(rendition)
+            raw_since = websocket.query_params.get("since")
+            since = int(raw_since) if raw_since is not None else None
+        except (ChunkcastError, ValueError):
+            await websocket.close(1008, "malformed video id, rendition or since")
+            return
+        init = await self._init_message(video_id, rendition)
+        if init is None:
+            await websocket.close(1008, "no such video or rendition")
+            return
+        await self.serve(websocket, await self.feed.channel(video_id, rendition), init, since)
+
+    async def _init_message(self, video_id: str, rendition: str) -> str | None:
+        """The ``init`` message, from the catalogue once, then from memory."""
+        key = (video_id, rendition)
+        if key in self._inits:
+            return self._inits[key]
+        infos = {i.rendition.name: i for i in await self._repo.renditions(video_id)}
+        info = infos.get(rendition)
+        if info is None:
+            return None
+        r = info.rendition
+        text = self.feed.init_message(video_id, rendition, info.codecs, r.width, r.height)
+        if info.codecs is not None:  # known once the first segment is stored
+            self._inits[key] = text
+        return text
 
     async def serve(self, websocket: WebSocket, channel: Channel, init: str,
                     since: int | None) -> None:
@@ -70,15 +166,7 @@ class Hub:
         self.feed.status_listeners.setdefault(channel.video_id, set()).add(viewer)
         self._change_count(channel.video_id, +1)
         try:
-            writer = asyncio.create_task(viewer.write())
-            reader = asyncio.create_task(self._read_until_closed(websocket))
-            done, pending = await asyncio.wait({writer, reader},
-                                               return_when=asyncio.FIRST_COMPLETED)
-            for task in pending:
-                task.cancel()
-            for task in done:
-                with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
-                    task.result()
+            await self._read_until_closed(websocket)
         finally:
             channel.listeners.discard(viewer)
             self.feed.status_listeners.get(channel.video_id, set()).discard(viewer)
@@ -93,9 +181,12 @@ class Hub:
 
     @staticmethod
     async def _read_until_closed(websocket: WebSocket) -> None:
-        with contextlib.suppress(WebSocketDisconnect):
+        """Viewers have nothing to say; reading sees them go (or our close of a slow one)."""
+        with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
             while True:
-                await websocket.receive_text()  # viewers have nothing to say; this sees them go
+                message = await websocket.receive()
+                if message["type"] == "websocket.disconnect":
+                    return
 
     def _change_count(self, video_id: str, delta: int) -> None:
         self._counts[video_id] = self._counts.get(video_id, 0) + delta

@@ -1,15 +1,14 @@
-"""Live streams (``/api/v1/streams``) and the viewers' WebSocket (``/ws/{id}/{rendition}``)."""
+"""Live streams: ``/api/v1/streams`` (the viewers' WebSocket is in :mod:`chunkcast.api.hub`)."""
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Request, WebSocket
+from fastapi import APIRouter, Header, Request
 from pydantic import BaseModel, Field
 
 from chunkcast.api.deps import AdminDep, PlatformDep, require_admin
 from chunkcast.api.routes.videos import video_out
 from chunkcast.api.schemas import UploadTarget, VideoOut
 from chunkcast.domain.errors import ChunkcastError
-from chunkcast.domain.ids import check_rendition, check_video_id
 from chunkcast.runtime import Platform
 
 router = APIRouter(tags=["live"])
@@ -95,26 +94,3 @@ async def end_stream(video_id: str, request: Request, platform: PlatformDep,
     else:
         await platform.streams.authenticate(video_id, x_stream_key)
     return await video_out(platform, await platform.streams.end(video_id))
-
-
-@router.websocket("/ws/{video_id}/{rendition}")
-async def viewer_socket(websocket: WebSocket, video_id: str, rendition: str,
-                        since: Annotated[int | None, Query(ge=-1)] = None) -> None:
-    """Segment-ready pushes for one rendition, in seq order (see ARCHITECTURE §3)."""
-    platform: Platform = websocket.app.state.platform
-    hub = websocket.app.state.hub
-    try:
-        check_video_id(video_id)
-        check_rendition(rendition)
-    except ChunkcastError:
-        await websocket.close(1008, "malformed video id or rendition")
-        return
-    infos = {i.rendition.name: i for i in await platform.repo.renditions(video_id)}
-    info = infos.get(rendition)
-    if info is None:
-        await websocket.close(1008, "no such video or rendition")
-        return
-    r = info.rendition
-    channel = await hub.feed.channel(video_id, rendition)
-    init = hub.feed.init_message(video_id, rendition, info.codecs, r.width, r.height)
-    await hub.serve(websocket, channel, init, since)
