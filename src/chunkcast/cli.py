@@ -120,6 +120,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
         try:
+            await platform.start()
             await run_consumers(platform.consumers(args.group or None), stop,
                                 settings.stop_grace_seconds)
         finally:

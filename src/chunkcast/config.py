@@ -21,8 +21,14 @@ from pydantic_settings import (
 
 from chunkcast.domain.ladder import parse_groups
 
-STORAGE_BACKENDS = {"file": "chunkcast.adapters.storage.local:open_store"}
-BUS_BACKENDS = {"memory": "chunkcast.adapters.bus.memory:open_bus"}
+STORAGE_BACKENDS = {
+    "file": "chunkcast.adapters.storage.local:open_store",
+    "s3": "chunkcast.adapters.storage.s3:open_store",
+}
+BUS_BACKENDS = {
+    "memory": "chunkcast.adapters.bus.memory:open_bus",
+    "redis": "chunkcast.adapters.bus.redis:open_bus",
+}
 DATABASE_BACKENDS = {
     "sqlite": "chunkcast.adapters.db.repository:open_repository",
     "postgresql": "chunkcast.adapters.db.repository:open_repository",

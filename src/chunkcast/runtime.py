@@ -75,6 +75,10 @@ class Platform:
                                s.groups, chunk_url_seconds=s.upload_url_seconds,
                                idle_timeout_s=s.live_idle_timeout_seconds)
 
+    async def start(self) -> None:
+        """What must exist before the first request (a bucket)."""
+        await self.store.ensure_ready()
+
     async def close(self) -> None:
         await self.bus.close()
         await self.repo.close()

@@ -6,15 +6,26 @@ from pathlib import Path
 import pytest
 
 from chunkcast.ports.bus import EventBus
+from chunkcast.ports.repository import VideoRepository
 from chunkcast.ports.storage import ObjectStore
 
-from .backends import BUS_OPENERS, STORE_OPENERS, BusFactory
+from .backends import BUS_OPENERS, REPO_OPENERS, STORE_OPENERS, BusFactory
 
 
 @pytest.fixture(params=list(STORE_OPENERS))
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[ObjectStore]:
     """An empty object store of each backend."""
     opened = await STORE_OPENERS[request.param](request, tmp_path)
+    try:
+        yield opened
+    finally:
+        await opened.close()
+
+
+@pytest.fixture(params=list(REPO_OPENERS))
+async def repo(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[VideoRepository]:
+    """An empty, migrated catalogue of each backend."""
+    opened = await REPO_OPENERS[request.param](request, tmp_path)
     try:
         yield opened
     finally:

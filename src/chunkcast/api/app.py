@@ -35,6 +35,7 @@ def create_app(settings: Settings, *, run_workers: bool = False) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await platform.start()
         stop_workers = asyncio.Event()
         workers = asyncio.create_task(run_consumers(
             platform.consumers() if run_workers else [], stop_workers,

@@ -152,18 +152,19 @@ class Hub:
 
     async def serve(self, websocket: WebSocket, channel: Channel, init: str,
                     since: int | None) -> None:
-        """Send init, status and the replay, then live messages until the viewer leaves."""
+        """Send init, the replay and the status, then live messages until the viewer
+        leaves."""
         await websocket.accept()
         viewer = Viewer(websocket, self._limit)
-        status = self.feed.status(channel.video_id)
         await websocket.send_text(init)
-        if status:
-            await websocket.send_text(self.feed.status_message(status))
         await self._replay(websocket, channel, since)
         # No await between the last replay check (inside _replay) and joining: nothing is
         # delivered in between, so the viewer misses nothing and gets nothing twice.
         channel.listeners.add(viewer)
         self.feed.status_listeners.setdefault(channel.video_id, set()).add(viewer)
+        status = self.feed.status(channel.video_id)
+        if status:  # after the replay: "ended" means every segment has been sent
+            viewer.deliver(self.feed.status_message(status))
         self._change_count(channel.video_id, +1)
         try:
             await self._read_until_closed(websocket)

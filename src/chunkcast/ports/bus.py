@@ -38,6 +38,9 @@ class EventBus(Protocol):
     async def ack(self, delivery: Delivery) -> None:
         """The consumer is done with this event; it is never handed out again."""
 
+    async def dead_letter(self, delivery: Delivery, error: str) -> None:
+        """Set aside an event that keeps failing, with its error, and ack it."""
+
     async def backlog(self, topic: str, group: str) -> int:
         """Events of ``topic`` the group has not acked yet (waiting or in flight)."""
 

@@ -50,5 +50,50 @@ class ObjectStore(Protocol):
     async def delete_prefix(self, prefix: str) -> int:
         """Delete every object whose key starts with ``prefix``; returns how many."""
 
+    async def ensure_ready(self) -> None:
+        """Create what the store needs (a bucket) if it is missing; called at start-up."""
+
     async def close(self) -> None:
         """Release connections."""
+
+
+@dataclass(frozen=True)
+class UploadPart:
+    """One part of a multipart upload: PUT bytes ``[(number-1)*part_size, number*part_size)``
+    of the file to ``url``; the response's ETag header is needed to complete the upload."""
+
+    number: int
+    url: str
+
+
+@dataclass(frozen=True)
+class MultipartUpload:
+    """A started multipart upload: a client PUTs each part to its URL (retrying a failed
+    part on its own, so a large upload resumes instead of starting over), then completes."""
+
+    upload_id: str
+    part_size: int
+    parts: list[UploadPart]
+    expires_at: datetime
+
+
+class MultipartStore(Protocol):
+    """What a store that accepts large uploads in parts adds to :class:`ObjectStore`."""
+
+    @property
+    def multipart_threshold(self) -> int:
+        """Uploads larger than this many bytes should go in parts."""
+
+    async def start_multipart(
+        self, key: str, size: int, part_size: int, expires_s: int
+    ) -> MultipartUpload:
+        """Start uploading ``size`` bytes to ``key`` in parts of ``part_size`` (the last
+        may be shorter); every part gets a pre-signed PUT URL valid for ``expires_s``."""
+
+    async def complete_multipart(
+        self, key: str, upload_id: str, parts: list[tuple[int, str]]
+    ) -> None:
+        """Join the uploaded parts, given as ``(number, etag)``, into the object ``key``."""
+
+    async def abort_multipart(self, key: str, upload_id: str) -> None:
+        """Drop an unfinished upload and the parts stored so far (idempotent)."""

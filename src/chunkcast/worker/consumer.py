@@ -72,9 +72,10 @@ class Consumer:
             # Handed out again and again: the process died each time it held this event.
             log.error("%s/%s: giving up on %s after %d deliveries", self._topic, self._group,
                       delivery.event, delivery.attempt - 1)
+            crashed = RuntimeError("processing kept crashing")
             if self._give_up is not None:
-                await self._give_up(delivery.event, RuntimeError("processing kept crashing"))
-            await self._bus.ack(delivery)
+                await self._give_up(delivery.event, crashed)
+            await self._bus.dead_letter(delivery, str(crashed))
             return
         for attempt in range(delivery.attempt, self._max_attempts + 1):
             try:
@@ -89,7 +90,8 @@ class Consumer:
                 if attempt >= self._max_attempts:
                     if self._give_up is not None:
                         await self._give_up(delivery.event, exc)
-                    break
+                    await self._bus.dead_letter(delivery, f"{type(exc).__name__}: {exc}")
+                    return
                 await asyncio.sleep(self._retry_delay * attempt)
         try:
             await self._bus.ack(delivery)

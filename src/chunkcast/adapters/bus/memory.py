@@ -49,6 +49,7 @@ class MemoryBus:
     def __init__(self, journal: Path | None = None, ack_timeout_s: float = 60.0) -> None:
         self._topics: dict[str, _Topic] = {}
         self._subscribers: dict[str, set[asyncio.Queue[Event]]] = {}
+        self.dead_letters: list[tuple[Delivery, str]] = []  # inspected by operators and tests
         self._changed = asyncio.Condition()
         self._ack_timeout = ack_timeout_s
         self._journal: IO[str] | None = None
@@ -186,6 +187,12 @@ class MemoryBus:
         group.acked.add(msg_id)
         self._log(op="ack", topic=delivery.topic, group=delivery.group, id=msg_id)
         self._forget_if_done(t, msg_id)
+
+    async def dead_letter(self, delivery: Delivery, error: str) -> None:
+        self.dead_letters.append((delivery, error))
+        self._log(op="dead", topic=delivery.topic, group=delivery.group, id=int(delivery.id),
+                  error=error)
+        await self.ack(delivery)
 
     def _forget_if_done(self, topic: _Topic, msg_id: int) -> None:
         """Drop an event once every group that should see it has acked it."""

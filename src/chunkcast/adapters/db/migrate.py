@@ -1,6 +1,7 @@
 """Apply the Alembic migrations shipped inside the package."""
 
 import asyncio
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -8,6 +9,11 @@ from alembic import command
 from alembic.config import Config
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+
+# Alembic keeps the running migration environment in a process-wide proxy, so two upgrades
+# on threads of one process would run on each other's connections (and deadlock on
+# PostgreSQL's migration lock). Upgrades of separate processes are serialised by that lock.
+_ONE_AT_A_TIME = threading.Lock()
 
 
 def upgrade(database_url: str, revision: str = "head") -> None:
@@ -26,4 +32,5 @@ def _upgrade(database_url: str, revision: str) -> None:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.attributes["database_url"] = database_url
-    command.upgrade(config, revision)
+    with _ONE_AT_A_TIME:
+        command.upgrade(config, revision)

@@ -1,6 +1,6 @@
 """The catalogue on SQL (SQLite via aiosqlite, PostgreSQL via asyncpg)."""
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -37,12 +37,24 @@ def make_engine(url: str) -> AsyncEngine:
     return engine
 
 
+# Rows per multi-row INSERT: asyncpg takes at most 32767 bind parameters per statement.
+_BATCH_ROWS = 1000
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
 
 def _utc(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
+    """The same instant in UTC (a naive time is taken to be UTC already). Every time is
+    written in UTC: SQLite keeps the wall-clock digits and drops the offset, and asyncpg
+    refuses naive times, so this is what makes both backends agree."""
+    return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _batches(rows: Sequence[dict[str, Any]]) -> Iterator[Sequence[dict[str, Any]]]:
+    for start in range(0, len(rows), _BATCH_ROWS):
+        yield rows[start:start + _BATCH_ROWS]
 
 
 def _video(row: VideoRow) -> Video:
@@ -66,8 +78,9 @@ class SqlVideoRepository:
         async with self._session.begin() as s:
             s.add(VideoRow(
                 id=video.id, kind=video.kind.value, title=video.title, status=video.status.value,
-                error=video.error, jobs_total=video.jobs_total, created_at=video.created_at,
-                updated_at=video.created_at, stream_key_digest=video.stream_key_digest,
+                error=video.error, jobs_total=video.jobs_total,
+                created_at=_utc(video.created_at), updated_at=_utc(video.created_at),
+                stream_key_digest=video.stream_key_digest,
             ))
 
     async def set_stream_key(self, video_id: str, digest: str) -> None:
@@ -84,7 +97,7 @@ class SqlVideoRepository:
             ).on_conflict_do_nothing())
             inserted = bool(getattr(result, "rowcount", 0))
             await s.execute(update(VideoRow).where(VideoRow.id == chunk.video_id).values(
-                last_chunk_at=at))
+                last_chunk_at=_utc(at)))
             return inserted
 
     async def quiet_streams(self, before: datetime) -> Sequence[str]:
@@ -92,7 +105,7 @@ class SqlVideoRepository:
             rows = await s.scalars(select(VideoRow.id).where(
                 VideoRow.kind == VideoKind.LIVE.value,
                 VideoRow.status == VideoStatus.LIVE.value,
-                VideoRow.last_chunk_at < before,
+                VideoRow.last_chunk_at < _utc(before),
             ))
             return list(rows)
 
@@ -166,7 +179,7 @@ class SqlVideoRepository:
         async with self._session() as s:
             rows = await s.scalars(
                 select(RenditionRow).where(RenditionRow.video_id == video_id)
-                .order_by(RenditionRow.height * RenditionRow.width)
+                .order_by(RenditionRow.height * RenditionRow.width, RenditionRow.name)
             )
             return [
                 RenditionInfo(video_id, Rendition(r.name, r.width, r.height, r.video_kbps,
@@ -181,14 +194,11 @@ class SqlVideoRepository:
             ).values(codecs=codecs))
 
     async def add_chunks(self, chunks: Sequence[Chunk]) -> None:
-        if not chunks:
-            return
+        rows = [dict(video_id=c.video_id, seq=c.seq, key=c.key, pts_start=c.pts_start,
+                     duration=c.duration, captured_at=c.captured_at) for c in chunks]
         async with self._session.begin() as s:
-            await s.execute(self._insert(ChunkRow).values([
-                dict(video_id=c.video_id, seq=c.seq, key=c.key, pts_start=c.pts_start,
-                     duration=c.duration, captured_at=c.captured_at)
-                for c in chunks
-            ]).on_conflict_do_nothing())
+            for batch in _batches(rows):
+                await s.execute(self._insert(ChunkRow).values(batch).on_conflict_do_nothing())
 
     async def chunks(self, video_id: str) -> Sequence[Chunk]:
         async with self._session() as s:
@@ -199,19 +209,20 @@ class SqlVideoRepository:
                     for r in rows]
 
     async def upsert_segments(self, segments: Sequence[Segment]) -> None:
-        if not segments:
-            return
-        stmt = self._insert(SegmentRow).values([
-            dict(video_id=g.video_id, rendition=g.rendition, seq=g.seq, key=g.key,
-                 pts_start=g.pts_start, duration=g.duration, captured_at=g.captured_at)
-            for g in segments
-        ])
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["video_id", "rendition", "seq"],
-            set_={c: stmt.excluded[c] for c in ("key", "pts_start", "duration", "captured_at")},
-        )
+        # The last of repeated keys wins, as on SQLite; PostgreSQL refuses to update one row
+        # twice in a statement, so repeats are dropped here.
+        latest = {(g.video_id, g.rendition, g.seq): g for g in segments}
+        rows = [dict(video_id=g.video_id, rendition=g.rendition, seq=g.seq, key=g.key,
+                     pts_start=g.pts_start, duration=g.duration, captured_at=g.captured_at)
+                for g in latest.values()]
         async with self._session.begin() as s:
-            await s.execute(stmt)
+            for batch in _batches(rows):
+                stmt = self._insert(SegmentRow).values(batch)
+                await s.execute(stmt.on_conflict_do_update(
+                    index_elements=["video_id", "rendition", "seq"],
+                    set_={c: stmt.excluded[c]
+                          for c in ("key", "pts_start", "duration", "captured_at")},
+                ))
 
     async def segments(self, video_id: str, rendition: str) -> Sequence[Segment]:
         async with self._session() as s:
@@ -249,7 +260,7 @@ class SqlVideoRepository:
             rows = await s.execute(
                 select(VideoRow.status, func.count()).group_by(VideoRow.status)
             )
-            return {status: int(n) for status, n in rows.tuples()}
+            return {status: int(n) for status, n in rows}
 
     async def close(self) -> None:
         await self._engine.dispose()

