@@ -90,7 +90,7 @@ async def notify_delays(server: Server, count: int, clip: Path) -> list[float]:
                         headers={"Authorization": f"Bearer {server.token}"}).json()
     broadcaster = subprocess.Popen(
         [sys.executable, "-m", "chunkcast", "broadcast", str(clip), "--loop", "--stream",
-         stream["id"], "--key", stream["stream_key"], "--server", server.url],
+         stream["id"], f"--key={stream['stream_key']}", "--server", server.url],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         while not httpx.get(f"{server.url}/api/v1/videos/{stream['id']}").json()["renditions"]:

@@ -94,7 +94,7 @@ def measure(chunk_seconds: int, segments: int, env: dict[str, str]) -> dict[str,
                             headers={"Authorization": f"Bearer {server.token}"}).json()
         broadcaster = subprocess.Popen(
             [sys.executable, "-m", "chunkcast", "broadcast", "testsrc", "--stream", stream["id"],
-             "--key", stream["stream_key"], "--chunk-seconds", str(chunk_seconds),
+             f"--key={stream['stream_key']}", "--chunk-seconds", str(chunk_seconds),
              "--server", server.url],
             stdout=subprocess.DEVNULL, stderr=(Path(tmp) / "broadcast.log").open("wb"),
             start_new_session=True)

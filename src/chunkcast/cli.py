@@ -75,7 +75,7 @@ def _demo(settings: Settings, children: list[subprocess.Popen[bytes]]) -> None:
     log = (settings.data_dir / "demo-broadcast.log").open("ab")
     children.append(subprocess.Popen(
         [sys.executable, "-m", "chunkcast", "broadcast", "testsrc", "--stream", stream["id"],
-         "--key", stream["stream_key"], "--server", settings.public_url],
+         f"--key={stream['stream_key']}", "--server", settings.public_url],
         stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True))
     console.print(f"demo stream live: [bold]{stream['playback']['hls']}[/]")
 
@@ -157,12 +157,13 @@ def cmd_upload(args: argparse.Namespace) -> int:
     token = args.token or read_admin_token(settings)
     try:
         with Client(server, token) as client:
-            created = client.create_video(args.title or path.stem)
+            size = path.stat().st_size
+            created = client.create_video(args.title or path.stem, size)
             video_id = created["id"]
             with _bar(DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn()) as bar:
-                task = bar.add_task("upload", total=path.stat().st_size)
-                client.put_file(created["upload"], path, lambda n: bar.advance(task, n))
-            video = client.complete(video_id)
+                task = bar.add_task("upload", total=size)
+                parts = client.put_file(created["upload"], path, lambda n: bar.advance(task, n))
+            video = client.complete(video_id, parts)
             with _bar(TaskProgressColumn(), TextColumn("{task.fields[status]}")) as bar:
                 task = bar.add_task("transcode", total=100, status=video["status"])
                 while video["status"] not in ("ready", "failed"):

@@ -1,5 +1,6 @@
 """A small client for the chunkcast HTTP API (used by the CLI)."""
 
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -9,6 +10,7 @@ import httpx
 from chunkcast.domain.errors import ChunkcastError
 
 PIECE = 1 << 20
+PART_ATTEMPTS = 4
 
 
 class ApiError(ChunkcastError):
@@ -36,12 +38,15 @@ class Client:
             raise ApiError(f"{response.status_code}: {message}")
         return response.json() if response.content else None
 
-    def create_video(self, title: str) -> dict[str, Any]:
-        result: dict[str, Any] = self._call("POST", "/api/v1/videos", json={"title": title})
+    def create_video(self, title: str, size: int | None = None) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("POST", "/api/v1/videos",
+                                            json={"title": title, "size": size})
         return result
 
-    def complete(self, video_id: str) -> dict[str, Any]:
-        result: dict[str, Any] = self._call("POST", f"/api/v1/videos/{video_id}/complete")
+    def complete(self, video_id: str, parts: dict[str, Any] | None = None) -> dict[str, Any]:
+        """``parts``: what :meth:`put_file` returned for a multipart upload."""
+        result: dict[str, Any] = self._call("POST", f"/api/v1/videos/{video_id}/complete",
+                                            json=parts)
         return result
 
     def create_stream(self, title: str) -> dict[str, Any]:
@@ -54,9 +59,42 @@ class Client:
 
     @staticmethod
     def put_file(target: dict[str, Any], path: Path,
-                 on_progress: Callable[[int], None] = lambda _: None) -> None:
-        """PUT ``path`` to a pre-signed ``target`` (``{url, method, headers}``), streaming it
-        in pieces so memory stays flat whatever the file size."""
+                 on_progress: Callable[[int], None] = lambda _: None) -> dict[str, Any] | None:
+        """Send ``path`` to a pre-signed ``target``: one streamed PUT, or for a multipart
+        target each part to its URL (a failed part is retried on its own). Returns what
+        ``complete`` needs for a multipart upload, else None."""
+        if target.get("upload_id"):
+            return Client._put_parts(target, path, on_progress)
+        Client._put_whole(target, path, on_progress)
+        return None
+
+    @staticmethod
+    def _put_parts(target: dict[str, Any], path: Path,
+                   on_progress: Callable[[int], None]) -> dict[str, Any]:
+        done = []
+        part_size: int = target["part_size"]
+        with path.open("rb") as src, httpx.Client(timeout=300.0) as http:
+            for part in target["parts"]:
+                src.seek((part["number"] - 1) * part_size)
+                data = src.read(part_size)
+                for attempt in range(PART_ATTEMPTS):
+                    try:
+                        response = http.put(part["url"], content=data)
+                        if not response.is_error:
+                            break
+                        problem = f"{response.status_code}: {response.text[:200]}"
+                    except httpx.TransportError as exc:
+                        problem = str(exc)
+                    if attempt + 1 == PART_ATTEMPTS:
+                        raise ApiError(f"part {part['number']} refused by storage ({problem})")
+                    time.sleep(0.5 * 2**attempt)
+                done.append({"number": part["number"], "etag": response.headers["ETag"]})
+                on_progress(len(data))
+        return {"upload_id": target["upload_id"], "parts": done}
+
+    @staticmethod
+    def _put_whole(target: dict[str, Any], path: Path,
+                   on_progress: Callable[[int], None]) -> None:
         size = path.stat().st_size
 
         def pieces() -> Iterator[bytes]:

@@ -76,8 +76,13 @@ class Platform:
                                idle_timeout_s=s.live_idle_timeout_seconds)
 
     async def start(self) -> None:
-        """What must exist before the first request (a bucket)."""
+        """What must exist before the first request: the bucket, and the consumer groups of
+        the configured workers, so an event published before any worker has started (a new
+        group only sees what comes after it) still reaches them."""
         await self.store.ensure_ready()
+        await self.bus.ensure_group(events.SOURCES, SPLITTER_GROUP)
+        for group in self.settings.groups:
+            await self.bus.ensure_group(events.CHUNKS, group)
 
     async def close(self) -> None:
         await self.bus.close()

@@ -18,6 +18,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import httpx
 import pytest
 
+from chunkcast.media.process import ffmpeg_path
 from chunkcast.testing import Server, free_port, make_clip, run_chunkcast
 from tests.integration.live_support import seqs, wait_for_renditions, watch
 from tests.integration.media_checks import check_rendition
@@ -71,7 +72,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, postgres: PostgresServer
         env = {
             **s3.env(),
             "CHUNKCAST_DATABASE_URL": database_url,
-            "CHUNKCAST_STORAGE_URL": s3.storage_url("chunkcast"),
+            "CHUNKCAST_STORAGE_URL": s3.storage_url("chunkcast") + "&multipart_mb=5",
             "CHUNKCAST_BUS_URL": redis.url,
             "CHUNKCAST_SECRET_KEY": secrets.token_urlsafe(32),
             "CHUNKCAST_ADMIN_TOKEN": token,
@@ -117,7 +118,7 @@ def _broadcast(server: Server, stream: dict[str, Any], source: Path, log: Path
     with log.open("wb") as out:
         return subprocess.Popen(
             [sys.executable, "-m", "chunkcast", "broadcast", str(source), "--stream",
-             stream["id"], "--key", stream["stream_key"], "--server", server.url],
+             stream["id"], f"--key={stream['stream_key']}", "--server", server.url],
             stdout=subprocess.DEVNULL, stderr=out, start_new_session=True)
 
 
@@ -234,3 +235,22 @@ def test_a_tampered_s3_upload_url_is_refused(cluster: Cluster) -> None:
                          headers=created["upload"]["headers"]).status_code == 403
         response = client.post(f"/api/v1/videos/{created['id']}/complete")
         assert response.status_code == 409  # nothing was stored
+
+
+def test_a_big_source_goes_up_in_parts_through_the_cli(cluster: Cluster,
+                                                       tmp_path: Path) -> None:
+    api1, _ = cluster.apis
+    with _admin(api1) as client:
+        offered = client.post("/api/v1/videos", json={"title": "big", "size": 11 * 2**20}).json()
+    assert offered["upload"]["upload_id"] and len(offered["upload"]["parts"]) >= 2
+    big = tmp_path / "big.mp4"
+    subprocess.run([ffmpeg_path(), "-v", "error", "-f", "lavfi", "-i",
+                    "testsrc2=size=640x360:rate=30:duration=3,noise=alls=60:allf=t",
+                    "-c:v", "libx264", "-preset", "ultrafast", "-qp", "4", str(big)], check=True)
+    assert big.stat().st_size > 6 * 2**20
+    proc = subprocess.run(
+        [sys.executable, "-m", "chunkcast", "upload", str(big), "--server", api1.url,
+         "--token", cluster.token], env={**os.environ, **cluster.env},
+        capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr
+    assert "is ready" in proc.stderr

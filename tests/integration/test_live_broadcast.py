@@ -31,7 +31,7 @@ def broadcast(server: Server, stream: dict[str, Any], source: Path, *args: str
     with log.open("wb") as out:
         return subprocess.Popen(
             [sys.executable, "-m", "chunkcast", "broadcast", str(source), "--stream",
-             stream["id"], "--key", stream["stream_key"], "--chunk-seconds", "1", "--server",
+             stream["id"], f"--key={stream['stream_key']}", "--chunk-seconds", "1", "--server",
              server.url, *args],
             stdout=subprocess.DEVNULL, stderr=out, start_new_session=True)
 

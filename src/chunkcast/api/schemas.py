@@ -7,13 +7,36 @@ from pydantic import BaseModel, Field
 
 class CreateVideo(BaseModel):
     title: str = Field(min_length=1, max_length=200)
+    size: int | None = Field(None, ge=0, description="source size in bytes: big sources "
+                             "get a multipart upload when the storage offers one")
+
+
+class UploadPartOut(BaseModel):
+    number: int
+    url: str
 
 
 class UploadTarget(BaseModel):
-    url: str
+    """Either one PUT to ``url``, or (``upload_id`` set) each part PUT to its own URL and
+    the ETags sent back with ``complete``."""
+
+    url: str | None
     method: str
     headers: dict[str, str]
     expires_at: datetime
+    upload_id: str | None = None
+    part_size: int | None = None
+    parts: list[UploadPartOut] | None = None
+
+
+class PartDone(BaseModel):
+    number: int = Field(ge=1, le=10_000)
+    etag: str = Field(min_length=1, max_length=200)
+
+
+class CompleteUpload(BaseModel):
+    upload_id: str = Field(min_length=1, max_length=1000)
+    parts: list[PartDone] = Field(min_length=1, max_length=10_000)
 
 
 class RenditionOut(BaseModel):

@@ -22,8 +22,11 @@ MAX_CHUNK_SECONDS = 10.0
 
 
 def new_stream_key() -> str:
-    """256 random bits; only its digest is stored."""
-    return secrets.token_urlsafe(32)
+    """256 random bits; only its digest is stored. Never starting with "-", so it can be
+    pasted after ``--key`` on any command line."""
+    while (key := secrets.token_urlsafe(32)).startswith("-"):
+        pass
+    return key
 
 
 def _parse_time(value: str | None) -> str | None:

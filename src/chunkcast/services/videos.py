@@ -11,10 +11,12 @@ from chunkcast.domain.videos import Video, VideoKind, VideoStatus
 from chunkcast.metrics import Metrics
 from chunkcast.ports.bus import EventBus
 from chunkcast.ports.repository import VideoRepository
-from chunkcast.ports.storage import ObjectStore, PresignedRequest
+from chunkcast.ports.storage import MultipartStore, MultipartUpload, ObjectStore, PresignedRequest
 from chunkcast.services.lifecycle import Lifecycle
 
 MAX_TITLE = 200
+MIN_PART = 8 * 1024**2
+MAX_PARTS = 10_000
 
 
 def clean_title(title: str) -> str:
@@ -37,12 +39,25 @@ class Videos:
         self._metrics = metrics
         self._upload_ttl = upload_url_seconds
 
-    async def create(self, title: str) -> tuple[Video, PresignedRequest]:
-        """A new VOD video and the pre-signed PUT its source goes to."""
+    async def create(self, title: str, size: int | None = None
+                     ) -> tuple[Video, PresignedRequest | MultipartUpload]:
+        """A new VOD video and where its source goes: one pre-signed PUT, or, for a source of
+        ``size`` bytes above the store's multipart threshold, pre-signed part URLs (a failed
+        part is sent again on its own, so a large upload resumes instead of starting over)."""
         video = Video(id=new_video_id(), kind=VideoKind.VOD, title=clean_title(title),
                       status=VideoStatus.CREATED, created_at=datetime.now(UTC))
         await self._repo.add_video(video)
+        store = self._multipart_store()
+        if store is not None and size is not None and size > store.multipart_threshold:
+            part_size = max(MIN_PART, math.ceil(size / MAX_PARTS))
+            upload = await store.start_multipart(keys.source(video.id), size, part_size,
+                                                 self._upload_ttl)
+            return video, upload
         return video, self.upload_url(video)
+
+    def _multipart_store(self) -> MultipartStore | None:
+        """The store, when it takes uploads in parts (S3; the local store does not)."""
+        return self._store if hasattr(self._store, "start_multipart") else None  # type: ignore[return-value]
 
     def upload_url(self, video: Video) -> PresignedRequest:
         return self._store.presign_put(keys.source(video.id), self._upload_ttl)
@@ -56,14 +71,22 @@ class Videos:
     async def list(self, *, limit: int, offset: int) -> Sequence[Video]:
         return await self._repo.list_videos(limit=limit, offset=offset)
 
-    async def complete(self, video_id: str) -> Video:
-        """The client says the source is uploaded: check it is there and start processing.
-        Saying it again once processing has started changes nothing."""
+    async def complete(self, video_id: str,
+                       multipart: tuple[str, Sequence[tuple[int, str]]] | None = None) -> Video:
+        """The client says the source is uploaded (for a multipart upload: its id and the
+        parts' ETags): check it is there and start processing. Saying it again once
+        processing has started changes nothing."""
         video = await self.get(video_id)
         if video.kind is not VideoKind.VOD:
             raise Conflict("only uploaded videos are completed; streams are ended")
         if video.status is not VideoStatus.CREATED:
             return video
+        if multipart is not None:
+            store = self._multipart_store()
+            if store is None:
+                raise InvalidInput("this storage does not take multipart uploads")
+            upload_id, parts = multipart
+            await store.complete_multipart(keys.source(video.id), upload_id, [*parts])
         info = await self._store.stat(keys.source(video.id))
         if info is None:
             self._metrics.uploads.labels("missing").inc()

@@ -6,15 +6,18 @@ from fastapi import APIRouter, Query, Response
 
 from chunkcast.api.deps import AdminDep, PlatformDep
 from chunkcast.api.schemas import (
+    CompleteUpload,
     CreatedVideo,
     CreateVideo,
     Playback,
     RenditionOut,
+    UploadPartOut,
     UploadTarget,
     VideoOut,
     VideoPage,
 )
 from chunkcast.domain.videos import Video
+from chunkcast.ports.storage import MultipartUpload, PresignedRequest
 from chunkcast.runtime import Platform
 
 router = APIRouter(prefix="/api/v1/videos", tags=["videos"])
@@ -35,20 +38,32 @@ async def video_out(platform: Platform, video: Video) -> VideoOut:
     )
 
 
+def _upload_target(upload: PresignedRequest | MultipartUpload) -> UploadTarget:
+    if isinstance(upload, MultipartUpload):
+        return UploadTarget(
+            url=None, method="PUT", headers={}, expires_at=upload.expires_at,
+            upload_id=upload.upload_id, part_size=upload.part_size,
+            parts=[UploadPartOut(number=p.number, url=p.url) for p in upload.parts])
+    return UploadTarget(url=upload.url, method=upload.method, headers=upload.headers,
+                        expires_at=upload.expires_at)
+
+
 @router.post("", status_code=201, dependencies=[AdminDep])
 async def create_video(body: CreateVideo, platform: PlatformDep) -> CreatedVideo:
-    """Create a video; PUT the source to ``upload.url``, then call ``complete``."""
-    video, upload = await platform.videos.create(body.title)
+    """Create a video; PUT the source to ``upload.url`` (or its parts to their URLs), then
+    call ``complete``."""
+    video, upload = await platform.videos.create(body.title, body.size)
     out = await video_out(platform, video)
-    return CreatedVideo(**out.model_dump(), upload=UploadTarget(
-        url=upload.url, method=upload.method, headers=upload.headers,
-        expires_at=upload.expires_at))
+    return CreatedVideo(**out.model_dump(), upload=_upload_target(upload))
 
 
 @router.post("/{video_id}/complete", status_code=202, dependencies=[AdminDep])
-async def complete_upload(video_id: str, platform: PlatformDep) -> VideoOut:
-    """The source is uploaded: verify it and start processing."""
-    return await video_out(platform, await platform.videos.complete(video_id))
+async def complete_upload(video_id: str, platform: PlatformDep,
+                          body: CompleteUpload | None = None) -> VideoOut:
+    """The source is uploaded (for a multipart upload: with its parts' ETags): verify it and
+    start processing."""
+    multipart = (body.upload_id, [(p.number, p.etag) for p in body.parts]) if body else None
+    return await video_out(platform, await platform.videos.complete(video_id, multipart))
 
 
 @router.get("/{video_id}")
