@@ -50,3 +50,53 @@ async def test_a_handler_map_missing_an_event_type_is_refused() -> None:
         assert "SourceUploaded" in str(exc)
     else:
         raise AssertionError("a consumer without a handler for its events was accepted")
+
+
+async def test_a_stop_lets_the_event_in_hand_finish_and_takes_no_new_one() -> None:
+    from chunkcast.runtime import run_consumers
+
+    bus = MemoryBus()
+    started = asyncio.Event()
+    finished: list[Event] = []
+
+    async def slow(event: Event) -> None:
+        started.set()
+        await asyncio.sleep(0.3)
+        finished.append(event)
+
+    consumer = Consumer(bus, events.SOURCES, "g", "c", {events.SourceUploaded: slow},
+                        (events.SourceUploaded,), metrics=Metrics())
+    stop = asyncio.Event()
+    running = asyncio.create_task(run_consumers([consumer], stop, grace_s=5))
+    await asyncio.sleep(0.05)
+    await bus.publish(events.SOURCES, EVENT)
+    await started.wait()
+    stop.set()  # SIGTERM in `chunkcast worker`
+    await bus.publish(events.SOURCES, EVENT)
+    await asyncio.wait_for(running, 5)
+    assert finished == [EVENT]  # the one in hand was finished and acked...
+    assert await bus.backlog(events.SOURCES, "g") == 1  # ...the next one waits for others
+
+
+async def test_past_the_grace_period_the_event_in_hand_is_released() -> None:
+    from chunkcast.runtime import run_consumers
+
+    bus = MemoryBus(ack_timeout_s=0.1)
+    started = asyncio.Event()
+
+    async def stuck(event: Event) -> None:
+        started.set()
+        await asyncio.sleep(60)
+
+    consumer = Consumer(bus, events.SOURCES, "g", "c", {events.SourceUploaded: stuck},
+                        (events.SourceUploaded,), metrics=Metrics())
+    stop = asyncio.Event()
+    running = asyncio.create_task(run_consumers([consumer], stop, grace_s=0.2))
+    await asyncio.sleep(0.05)
+    await bus.publish(events.SOURCES, EVENT)
+    await started.wait()
+    stop.set()
+    await asyncio.wait_for(running, 5)
+    await asyncio.sleep(0.15)
+    (again,) = await bus.read(events.SOURCES, "g", "other", block_s=0)
+    assert again.event == EVENT and again.attempt == 2  # another worker gets it
