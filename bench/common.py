@@ -7,7 +7,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from chunkcast.testing import make_clip
+from chunkcast.client import Client
+from chunkcast.testing import Server, make_clip
 
 HERE = Path(__file__).parent
 RESULTS = HERE / "results"
@@ -36,3 +37,20 @@ def write_result(name: str, result: dict[str, Any]) -> Path:
             "python": platform.python_version(), **result}
     path.write_text(json.dumps(body, indent=2) + "\n")
     return path
+
+
+def upload_and_wait(server: Server, source: Path) -> tuple[float, dict[str, Any]]:
+    """Upload ``source`` through the API; wall seconds from "upload complete" to the end of
+    processing, and the video. Exits when the platform fails it."""
+    with Client(server.url, server.token) as client:
+        created = client.create_video("bench", source.stat().st_size)
+        parts = client.put_file(created["upload"], source)
+        started = time.perf_counter()
+        video = client.complete(created["id"], parts)
+        while video["status"] not in ("ready", "failed"):
+            time.sleep(0.05)
+            video = client.video(created["id"])
+        elapsed = time.perf_counter() - started
+    if video["status"] != "ready":
+        raise SystemExit(f"the platform failed the video: {video['error']}")
+    return elapsed, video

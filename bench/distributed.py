@@ -35,9 +35,8 @@ from tests.servers.postgres import create_database, run_postgres  # noqa: E402
 from tests.servers.redis import run_redis  # noqa: E402
 from tests.servers.seaweedfs import run_seaweedfs  # noqa: E402
 
-from chunkcast.client import Client  # noqa: E402
 from chunkcast.testing import Server, free_port, make_clip, run_chunkcast, run_server  # noqa: E402
-from common import source_clip, write_result  # noqa: E402
+from common import source_clip, upload_and_wait, write_result  # noqa: E402
 
 LIVE_EDGE_REPLAY = 3  # CHUNKCAST_LIVE_START_SEGMENTS
 
@@ -73,17 +72,7 @@ def api(root: Path, env: dict[str, str]) -> Iterator[Server]:
 
 
 def vod_seconds(server: Server, source: Path) -> float:
-    with Client(server.url, server.token) as client:
-        created = client.create_video("bench")
-        client.put_file(created["upload"], source)
-        started = time.perf_counter()
-        video = client.complete(created["id"])
-        while video["status"] not in ("ready", "failed"):
-            time.sleep(0.1)
-            video = client.video(created["id"])
-        if video["status"] != "ready":
-            raise SystemExit(f"the VOD failed: {video['error']}")
-        return time.perf_counter() - started
+    return upload_and_wait(server, source)[0]
 
 
 async def notify_delays(server: Server, count: int, clip: Path) -> list[float]:

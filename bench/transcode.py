@@ -19,12 +19,11 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).parent))
-from chunkcast.client import Client
 from chunkcast.domain.ladder import choose_ladder
 from chunkcast.media.argv import EncodeOptions, ladder_argv
 from chunkcast.media.process import ffmpeg_path
 from chunkcast.testing import Server, run_server
-from common import median, source_clip, write_result
+from common import median, source_clip, upload_and_wait, write_result
 
 SECONDS = 30
 
@@ -45,22 +44,12 @@ def raw_ffmpeg(source: Path, preset: str) -> float:
 
 def platform_upload(server: Server, source: Path) -> float:
     """Wall seconds from upload complete to ready."""
-    with Client(server.url, server.token) as client:
-        created = client.create_video("bench")
-        client.put_file(created["upload"], source)
-        started = time.perf_counter()
-        video = client.complete(created["id"])
-        while video["status"] not in ("ready", "failed"):
-            time.sleep(0.05)
-            video = client.video(created["id"])
-        elapsed = time.perf_counter() - started
-        if video["status"] != "ready":
-            raise SystemExit(f"platform failed the video: {video['error']}")
-        if len(video["renditions"]) != 4:
-            raise SystemExit(f"expected 4 renditions, got {video['renditions']}")
-        httpx.delete(f"{server.url}/api/v1/videos/{created['id']}",
-                     headers={"Authorization": f"Bearer {server.token}"})
-        return elapsed
+    elapsed, video = upload_and_wait(server, source)
+    if len(video["renditions"]) != 4:
+        raise SystemExit(f"expected 4 renditions, got {video['renditions']}")
+    httpx.delete(f"{server.url}/api/v1/videos/{video['id']}",
+                 headers={"Authorization": f"Bearer {server.token}"})
+    return elapsed
 
 
 def main() -> None:
