@@ -26,12 +26,11 @@ def free_port() -> int:
 def make_clip(
     path: Path, *, seconds: float = 3.0, size: str = "320x240", fps: int = 30,
     audio: bool = True, rotation: int | None = None, channels: int = 2,
-    preset: str = "ultrafast", source: str = "testsrc2",
+    preset: str = "ultrafast",
 ) -> Path:
-    """Generate a test-pattern clip (H.264, AAC when ``audio``) with the bundled ffmpeg.
-    ``source`` is an ffmpeg lavfi video source (``testsrc`` draws a running clock)."""
+    """Generate a test-pattern clip (H.264, AAC when ``audio``) with the bundled ffmpeg."""
     argv = [ffmpeg_path(), "-hide_banner", "-loglevel", "error", "-y",
-            "-f", "lavfi", "-i", f"{source}=size={size}:rate={fps}:duration={seconds}"]
+            "-f", "lavfi", "-i", f"testsrc2=size={size}:rate={fps}:duration={seconds}"]
     if audio:
         layout = {1: "mono", 2: "stereo", 6: "5.1"}[channels]
         argv += ["-f", "lavfi", "-i",

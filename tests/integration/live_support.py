@@ -3,6 +3,7 @@
 import asyncio
 import json
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,22 @@ import websockets
 
 from chunkcast.media.process import ffmpeg_path
 from chunkcast.testing import Server
+
+
+def ws_url(server: Server, stream_id: str, rendition: str, since: int | None = None) -> str:
+    """The viewer socket of one rendition (``since``: replay everything after that seq)."""
+    query = "" if since is None else f"?since={since}"
+    return server.url.replace("http", "ws", 1) + f"/ws/{stream_id}/{rendition}{query}"
+
+
+def start_broadcast(server: Server, stream: dict[str, Any], source: Path, log: Path,
+                    *args: str) -> subprocess.Popen[bytes]:
+    """``chunkcast broadcast`` in its own process group; its output goes to ``log``."""
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "chunkcast", "broadcast", str(source), "--stream",
+             stream["id"], f"--key={stream['stream_key']}", "--server", server.url, *args],
+            stdout=subprocess.DEVNULL, stderr=out, start_new_session=True)
 
 
 def make_chunks(folder: Path, *, seconds: int = 6, size: str = "640x360") -> list[Path]:

@@ -20,7 +20,13 @@ import pytest
 
 from chunkcast.media.process import ffmpeg_path
 from chunkcast.testing import Server, free_port, make_clip, run_chunkcast
-from tests.integration.live_support import seqs, wait_for_renditions, watch
+from tests.integration.live_support import (
+    seqs,
+    start_broadcast,
+    wait_for_renditions,
+    watch,
+    ws_url,
+)
 from tests.integration.media_checks import check_rendition
 from tests.servers.postgres import PostgresServer, create_database
 from tests.servers.redis import RedisServer, run_redis
@@ -113,24 +119,11 @@ def _stream(server: Server) -> dict[str, Any]:
         return body
 
 
-def _broadcast(server: Server, stream: dict[str, Any], source: Path, log: Path
-               ) -> subprocess.Popen[bytes]:
-    with log.open("wb") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "chunkcast", "broadcast", str(source), "--stream",
-             stream["id"], f"--key={stream['stream_key']}", "--server", server.url],
-            stdout=subprocess.DEVNULL, stderr=out, start_new_session=True)
-
-
-def _ws(server: Server, stream_id: str, rendition: str, since: int = -1) -> str:
-    return server.url.replace("http", "ws", 1) + f"/ws/{stream_id}/{rendition}?since={since}"
-
-
 def _all_seqs(server: Server, stream_id: str, rendition: str) -> list[int]:
     """Everything a viewer joining from the start gets, once the stream is announced ended
     (which happens after its last chunk is transcoded); gaps are not segments."""
-    messages = asyncio.run(watch(_ws(server, stream_id, rendition), until_status="ended",
-                                 timeout_s=120))
+    url = ws_url(server, stream_id, rendition, since=-1)
+    messages = asyncio.run(watch(url, until_status="ended", timeout_s=120))
     return seqs(messages)
 
 
@@ -164,13 +157,13 @@ def test_viewers_on_both_api_processes_get_every_segment_in_order(
 ) -> None:
     api1, api2 = cluster.apis
     stream = _stream(api1)
-    proc = _broadcast(api1, stream, clip480, cluster.root / "broadcast-1.log")
+    proc = start_broadcast(api1, stream, clip480, cluster.root / "broadcast-1.log")
     try:
         renditions = wait_for_renditions(api1, stream["id"], timeout_s=60)
 
         async def everyone() -> list[list[dict[str, Any]]]:
             return await asyncio.gather(*(
-                watch(_ws(api, stream["id"], r), until_status="ended", timeout_s=90)
+                watch(ws_url(api, stream["id"], r, since=-1), until_status="ended", timeout_s=90)
                 for api in (api1, api2) for r in renditions))
 
         received = asyncio.run(everyone())
@@ -185,7 +178,7 @@ def test_viewers_on_both_api_processes_get_every_segment_in_order(
 def test_a_killed_worker_loses_no_segment(cluster: Cluster, clip480: Path) -> None:
     api1, api2 = cluster.apis
     stream = _stream(api1)
-    proc = _broadcast(api1, stream, clip480, cluster.root / "broadcast-2.log")
+    proc = start_broadcast(api1, stream, clip480, cluster.root / "broadcast-2.log")
     try:
         wait_for_renditions(api1, stream["id"], timeout_s=60)
         time.sleep(3)
@@ -204,7 +197,7 @@ def test_a_killed_worker_loses_no_segment(cluster: Cluster, clip480: Path) -> No
 def test_a_redis_restart_loses_no_event(cluster: Cluster, clip480: Path) -> None:
     api1, api2 = cluster.apis
     stream = _stream(api1)
-    proc = _broadcast(api1, stream, clip480, cluster.root / "broadcast-3.log")
+    proc = start_broadcast(api1, stream, clip480, cluster.root / "broadcast-3.log")
     try:
         wait_for_renditions(api1, stream["id"], timeout_s=60)
         time.sleep(2)

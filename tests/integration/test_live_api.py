@@ -14,6 +14,7 @@ from tests.integration.live_support import (
     seqs,
     wait_for_renditions,
     watch,
+    ws_url,
 )
 
 pytestmark = pytest.mark.integration
@@ -22,11 +23,6 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module")
 def chunks(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     return make_chunks(tmp_path_factory.mktemp("chunks"), seconds=5)
-
-
-def _ws(server: Server, stream_id: str, rendition: str, since: int | None = None) -> str:
-    query = "" if since is None else f"?since={since}"
-    return server.url.replace("http", "ws", 1) + f"/ws/{stream_id}/{rendition}{query}"
 
 
 def test_a_wrong_or_missing_stream_key_changes_nothing(live_server: Server,
@@ -72,7 +68,7 @@ def test_the_same_chunk_reported_twice_makes_one_segment(live_server: Server,
     assert first.json() == {"seq": 0, "new": True}
     assert again.json() == {"seq": 0, "new": False}
     push_chunk(live_server, stream, 1, chunks[1].read_bytes())
-    messages = asyncio.run(watch(_ws(live_server, stream["id"], "240p", since=-1),
+    messages = asyncio.run(watch(ws_url(live_server, stream["id"], "240p", since=-1),
                                  until_seq=1))
     assert seqs(messages) == [0, 1]
     playlist = httpx.get(f"{live_server.url}/play/{stream['id']}/240p/index.m3u8?dvr=1").text
@@ -88,7 +84,7 @@ def test_a_corrupt_chunk_is_skipped_with_a_gap_and_later_chunks_flow(
     for seq in (2, 3):
         push_chunk(live_server, stream, seq, chunks[seq].read_bytes())
     for rendition in ("240p", "360p"):
-        messages = asyncio.run(watch(_ws(live_server, stream["id"], rendition, since=-1),
+        messages = asyncio.run(watch(ws_url(live_server, stream["id"], rendition, since=-1),
                                      until_seq=3))
         assert seqs(messages) == [0, 2, 3]
         assert seqs(messages, "gap") == [1]
@@ -101,7 +97,7 @@ def test_a_silent_stream_ends_after_the_idle_timeout(live_server: Server,
     stream = create_stream(live_server)
     push_chunk(live_server, stream, 0, chunks[0].read_bytes())
     assert wait_for_renditions(live_server, stream["id"]) == ["240p", "360p"]
-    messages = asyncio.run(watch(_ws(live_server, stream["id"], "240p"),
+    messages = asyncio.run(watch(ws_url(live_server, stream["id"], "240p"),
                                  until_status="ended", timeout_s=20))
     assert messages[-1] == {"type": "status", "status": "ended"}
     video = httpx.get(f"{live_server.url}/api/v1/videos/{stream['id']}").json()

@@ -3,8 +3,6 @@
 import asyncio
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -13,7 +11,14 @@ import httpx
 import pytest
 
 from chunkcast.testing import Server, make_clip
-from tests.integration.live_support import create_stream, seqs, wait_for_renditions, watch
+from tests.integration.live_support import (
+    create_stream,
+    seqs,
+    start_broadcast,
+    wait_for_renditions,
+    watch,
+    ws_url,
+)
 from tests.integration.media_checks import continuity_problems, decodes_cleanly, played_duration
 
 pytestmark = pytest.mark.integration
@@ -24,23 +29,6 @@ def match(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_clip(tmp_path_factory.mktemp("match") / "match.mp4", seconds=10, size="640x360")
 
 
-def broadcast(server: Server, stream: dict[str, Any], source: Path, *args: str
-              ) -> subprocess.Popen[bytes]:
-    """``chunkcast broadcast`` in its own process group; its output goes to a log file."""
-    log = server.data_dir / f"broadcast-{stream['id']}.log"
-    with log.open("wb") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "chunkcast", "broadcast", str(source), "--stream",
-             stream["id"], f"--key={stream['stream_key']}", "--chunk-seconds", "1", "--server",
-             server.url, *args],
-            stdout=subprocess.DEVNULL, stderr=out, start_new_session=True)
-
-
-def _ws(server: Server, stream_id: str, rendition: str, since: int | None = None) -> str:
-    query = "" if since is None else f"?since={since}"
-    return server.url.replace("http", "ws", 1) + f"/ws/{stream_id}/{rendition}{query}"
-
-
 async def _viewers(server: Server, stream_id: str, renditions: list[str]
                    ) -> dict[str, list[dict[str, Any]]]:
     """One viewer per rendition from the first segment to the end; the 360p viewer leaves
@@ -48,11 +36,11 @@ async def _viewers(server: Server, stream_id: str, renditions: list[str]
 
     async def follow(rendition: str) -> list[dict[str, Any]]:
         if rendition != "360p":
-            return await watch(_ws(server, stream_id, rendition, since=-1),
+            return await watch(ws_url(server, stream_id, rendition, since=-1),
                                until_status="ended")
-        first = await watch(_ws(server, stream_id, rendition, since=-1), until_seq=2)
+        first = await watch(ws_url(server, stream_id, rendition, since=-1), until_seq=2)
         await asyncio.sleep(2.5)  # segments keep coming while this viewer is away
-        rest = await watch(_ws(server, stream_id, rendition, since=seqs(first)[-1]),
+        rest = await watch(ws_url(server, stream_id, rendition, since=seqs(first)[-1]),
                            until_status="ended")
         return first + rest
 
@@ -64,7 +52,8 @@ def test_a_broadcast_reaches_every_viewer_in_order_and_replays_after_the_end(
     live_server: Server, match: Path
 ) -> None:
     stream = create_stream(live_server)
-    proc = broadcast(live_server, stream, match)
+    log = live_server.data_dir / f"broadcast-{stream['id']}.log"
+    proc = start_broadcast(live_server, stream, match, log)
     try:
         renditions = wait_for_renditions(live_server, stream["id"])
         assert renditions == ["240p", "360p"]
@@ -106,7 +95,8 @@ def test_a_killed_broadcaster_ends_the_stream_after_the_timeout(
     live_server: Server, match: Path
 ) -> None:
     stream = create_stream(live_server)
-    proc = broadcast(live_server, stream, match, "--loop")
+    log = live_server.data_dir / f"broadcast-{stream['id']}.log"
+    proc = start_broadcast(live_server, stream, match, log, "--loop")
     try:
         wait_for_renditions(live_server, stream["id"])
         assert httpx.get(f"{live_server.url}/api/v1/videos/{stream['id']}").json()[
@@ -114,6 +104,6 @@ def test_a_killed_broadcaster_ends_the_stream_after_the_timeout(
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
-    messages = asyncio.run(watch(_ws(live_server, stream["id"], "240p"), until_status="ended",
+    messages = asyncio.run(watch(ws_url(live_server, stream["id"], "240p"), until_status="ended",
                                  timeout_s=30))
     assert messages[-1] == {"type": "status", "status": "ended"}

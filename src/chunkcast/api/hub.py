@@ -112,9 +112,6 @@ class Hub:
         self._counts: dict[str, int] = {}
         self._count_tasks: dict[str, asyncio.Task[None]] = {}
 
-    def viewers(self, video_id: str) -> int:
-        return self._counts.get(video_id, 0)
-
     async def endpoint(self, websocket: WebSocket) -> None:
         """``/ws/{video_id}/{rendition}?since=SEQ``: segment-ready pushes for one rendition,
         in seq order (ARCHITECTURE §3). A plain Starlette endpoint: a connection carries no

@@ -63,6 +63,7 @@ class Transcoder:
         self._playback = playback
         self._metrics = metrics
         self._cfg = config
+        self._inits: set[str] = set()  # init segments known to be stored: no HEAD per chunk
 
     async def handle(self, event: events.ChunkUploaded) -> None:
         video = await self._repo.get_video(event.video_id)
@@ -163,8 +164,12 @@ class Transcoder:
                           codecs: str | None) -> None:
         """One init segment per rendition: the first chunk to finish stores it."""
         key = keys.init_segment(video_id, rendition)
-        if await self._store.stat(key) is None:
-            await self._store.put_file(key, path)
+        if key not in self._inits:
+            if await self._store.stat(key) is None:
+                await self._store.put_file(key, path)
+            if len(self._inits) > 10_000:  # a long-lived worker: keep the memo bounded
+                self._inits.clear()
+            self._inits.add(key)
         if codecs is None:
             init = await anyio.Path(path).read_bytes()
             await self._repo.set_codecs(video_id, rendition, codecs_of_init(init))
