@@ -6,7 +6,6 @@ else in the code branches on which backend is in use.
 
 import importlib
 import os
-import secrets
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -19,6 +18,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from chunkcast.domain.ids import new_secret
 from chunkcast.domain.ladder import parse_groups
 
 STORAGE_BACKENDS = {
@@ -133,7 +133,7 @@ def read_admin_token(settings: Settings) -> str | None:
 def _read_or_create(path: Path) -> str:
     if path.exists():
         return path.read_text().strip()
-    value = secrets.token_urlsafe(32)
+    value = new_secret(32)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as out:
         out.write(value + "\n")

@@ -243,7 +243,7 @@ def test_a_big_source_goes_up_in_parts_through_the_cli(cluster: Cluster,
     assert big.stat().st_size > 6 * 2**20
     proc = subprocess.run(
         [sys.executable, "-m", "chunkcast", "upload", str(big), "--server", api1.url,
-         "--token", cluster.token], env={**os.environ, **cluster.env},
+         f"--token={cluster.token}"], env={**os.environ, **cluster.env},
         capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, proc.stderr
     assert "is ready" in proc.stderr

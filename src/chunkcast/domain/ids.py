@@ -15,6 +15,14 @@ def new_video_id() -> str:
     return "".join(secrets.choice(_ALPHABET) for _ in range(16))
 
 
+def new_secret(nbytes: int = 32) -> str:
+    """A random URL-safe secret (token, key) that never starts with "-", so it can follow an
+    option on any command line."""
+    while (secret := secrets.token_urlsafe(nbytes)).startswith("-"):
+        pass
+    return secret
+
+
 def check_video_id(value: str) -> str:
     """Return ``value`` if it is a well-formed video id, else raise InvalidInput."""
     if not _ID_RE.fullmatch(value):

@@ -1,12 +1,11 @@
 """Live streams: creation and stream keys, chunk uploads, the end of a broadcast."""
 
-import secrets
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 from chunkcast.domain import events, keys
 from chunkcast.domain.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthorized
-from chunkcast.domain.ids import check_video_id, new_video_id
+from chunkcast.domain.ids import check_video_id, new_secret, new_video_id
 from chunkcast.domain.ladder import renditions_for_group
 from chunkcast.domain.signing import token_digest, token_matches
 from chunkcast.domain.videos import Chunk, Video, VideoKind, VideoStatus
@@ -22,11 +21,8 @@ MAX_CHUNK_SECONDS = 10.0
 
 
 def new_stream_key() -> str:
-    """256 random bits; only its digest is stored. Never starting with "-", so it can be
-    pasted after ``--key`` on any command line."""
-    while (key := secrets.token_urlsafe(32)).startswith("-"):
-        pass
-    return key
+    """256 random bits; only its digest is stored."""
+    return new_secret(32)
 
 
 def _parse_time(value: str | None) -> str | None:
