@@ -12,7 +12,7 @@ from chunkcast import __version__
 from chunkcast.adapters.storage.local import LocalObjectStore
 from chunkcast.api import errors
 from chunkcast.api.hub import Hub
-from chunkcast.api.routes import live, ops, play, videos
+from chunkcast.api.routes import live, ops, play, videos, web
 from chunkcast.api.routes.media import media_router, redirect_router
 from chunkcast.config import Settings
 from chunkcast.domain.signing import token_digest
@@ -61,6 +61,7 @@ def create_app(settings: Settings, *, run_workers: bool = False) -> FastAPI:
     app.include_router(play.router)
     app.include_router(ops.router)
     app.include_router(live.router)
+    web.install(app)
     app.router.routes.append(WebSocketRoute("/ws/{video_id}/{rendition}", hub.endpoint))
     if isinstance(platform.store, LocalObjectStore):
         app.include_router(media_router(platform.store, settings.secret_key.encode(),
