@@ -202,6 +202,37 @@ def cmd_stream_create(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_deploy_nginx(args: argparse.Namespace) -> int:
+    from chunkcast.deploy.nginx import NginxPlan, write
+    from chunkcast.domain.errors import InvalidInput
+    from chunkcast.domain.signing import playback_secret
+
+    settings = _settings(args)
+    secret_file = settings.data_dir / "secret-key"
+    secret = settings.secret_key or (secret_file.read_text().strip()
+                                     if secret_file.exists() else "")
+    if not secret:
+        console.print("[red]error: the edge checks signed links with a key derived from the "
+                      "platform's secret key: set CHUNKCAST_SECRET_KEY (or --config) as for "
+                      "the API processes[/]")
+        return 2
+    plan = NginxPlan(apis=args.api, origin=args.origin, edge_listen=args.edge_listen,
+                     lb_listen=args.lb_listen, playback_secret=playback_secret(secret),
+                     out=args.out, cache_size=args.cache_size, resolver=args.resolver)
+    try:
+        written = write(plan)
+    except InvalidInput as exc:
+        console.print(f"[red]error: {exc.message}[/]")
+        return 2
+    out = args.out.resolve()
+    for path in written:
+        print(f"wrote {path}")
+    print(f"run:  nginx -p {out} -c {out}/edge.conf   and   nginx -p {out} -c {out}/lb.conf")
+    print("then: CHUNKCAST_CDN_URL=<edge URL> and CHUNKCAST_PUBLIC_URL=<balancer URL> "
+          "for every API process")
+    return 0
+
+
 def _client_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--server", help="API URL (default: CHUNKCAST_PUBLIC_URL)")
     parser.add_argument("--token", help="admin token (default: the local data dir's)")
@@ -247,6 +278,23 @@ def build_parser() -> argparse.ArgumentParser:
                                "it chunk by chunk")
     broadcaster.add_arguments(broadcast)
     broadcast.set_defaults(func=broadcaster.cmd_broadcast)
+
+    deploy = sub.add_parser("deploy", help="write deployment configs")
+    deploy_sub = deploy.add_subparsers(dest="deploy_command", required=True)
+    nginx = deploy_sub.add_parser("nginx", help="an nginx edge cache (edge.conf) and load "
+                                  "balancer (lb.conf)")
+    nginx.add_argument("--api", action="append", required=True, metavar="HOST:PORT",
+                       help="an API process (repeatable)")
+    nginx.add_argument("--origin", required=True, metavar="URL",
+                       help="where the edge fetches objects: an API process or balancer "
+                       "(it serves local storage, or redirects to S3, which the edge follows)")
+    nginx.add_argument("--edge-listen", required=True, metavar="[HOST:]PORT")
+    nginx.add_argument("--lb-listen", required=True, metavar="[HOST:]PORT")
+    nginx.add_argument("--out", type=Path, required=True, help="folder for the configs")
+    nginx.add_argument("--cache-size", default="10g", help="edge cache size (default 10g)")
+    nginx.add_argument("--resolver", help="DNS server(s) for following redirects to S3 by "
+                       "host name")
+    nginx.set_defaults(func=cmd_deploy_nginx)
 
     db = sub.add_parser("db", help="database maintenance")
     db_sub = db.add_subparsers(dest="db_command", required=True)

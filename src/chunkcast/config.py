@@ -59,6 +59,7 @@ class Settings(BaseSettings):
     stop_grace_seconds: float = Field(60.0, ge=0)
     max_upload_bytes: int = Field(20 * 1024**3, gt=0)
     upload_url_seconds: int = Field(3600, ge=60)
+    playback_url_seconds: int = Field(4 * 3600, ge=60)  # lifetime of private playback URLs
     live_window_segments: int = Field(6, ge=3)
     live_idle_timeout_seconds: float = Field(30.0, gt=0)
     live_gap_timeout_seconds: float = Field(5.0, gt=0)

@@ -28,6 +28,11 @@ class Metrics:
             "chunkcast_bus_backlog", "Events not yet acked, per topic and consumer group.",
             ["topic", "group"], registry=self.registry,
         )
+        self.origin_requests = Counter(
+            "chunkcast_origin_requests", "Playlists and published objects this process served "
+            "(or redirected to storage), by kind: what a CDN in front saves.", ["kind"],
+            registry=self.registry,
+        )
         self.handler_failures = Counter(
             "chunkcast_handler_failures", "Events whose handler raised, per topic and group.",
             ["topic", "group"], registry=self.registry,
@@ -37,6 +42,12 @@ class Metrics:
         self.transcode_seconds.labels(group).observe(wall_seconds)
         if wall_seconds > 0:
             self.realtime_factor.labels(group).observe(media_seconds / wall_seconds)
+
+    def served(self, path: str) -> None:
+        """Count one playlist or object answered to a viewer or a CDN."""
+        kind = ("playlist" if path.endswith(".m3u8") else "segment" if path.endswith(".m4s")
+                else "init" if path.endswith(".mp4") else "other")
+        self.origin_requests.labels(kind).inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

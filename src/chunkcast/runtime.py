@@ -17,6 +17,7 @@ from chunkcast.config import (
 )
 from chunkcast.domain import events
 from chunkcast.domain.events import Event
+from chunkcast.domain.signing import playback_secret
 from chunkcast.media.argv import EncodeOptions
 from chunkcast.media.process import ffmpeg_path
 from chunkcast.metrics import Metrics
@@ -25,7 +26,7 @@ from chunkcast.ports.repository import VideoRepository
 from chunkcast.ports.storage import ObjectStore
 from chunkcast.services.ingest import Splitter
 from chunkcast.services.lifecycle import Lifecycle
-from chunkcast.services.playback import Playback
+from chunkcast.services.playback import Playback, Signer
 from chunkcast.services.streams import Streams
 from chunkcast.services.transcoding import TranscodeConfig, Transcoder
 from chunkcast.services.videos import Videos
@@ -67,7 +68,8 @@ class Platform:
     def __post_init__(self) -> None:
         s = self.settings
         self.lifecycle = Lifecycle(self.repo, self.bus)
-        self.playback = Playback(self.repo, self.store, s.media_base_url, s.public_url,
+        signer = Signer(playback_secret(s.secret_key), s.playback_url_seconds)
+        self.playback = Playback(self.repo, self.store, signer, s.media_base_url, s.public_url,
                                  s.segment_seconds, live_window=s.live_window_segments)
         self.videos = Videos(self.repo, self.store, self.bus, self.lifecycle, self.metrics,
                              upload_url_seconds=s.upload_url_seconds)

@@ -17,7 +17,7 @@ from chunkcast.adapters.db.repository import make_engine
 from .backends import DATABASE_OPENERS
 
 TABLES = {"videos", "renditions", "chunks", "chunk_jobs", "segments"}
-HEAD = "0002"
+HEAD = "0003"
 
 
 @pytest.fixture(params=list(DATABASE_OPENERS))
@@ -58,7 +58,7 @@ async def test_db_upgrade_builds_the_schema_and_is_idempotent(
         assert "up to date" in done.stderr + done.stdout
     tables, columns, versions = await schema(database_url)
     assert tables >= TABLES
-    assert {"source_size", "stream_key_digest", "last_chunk_at", "audio_passthrough",
+    assert {"source_size", "stream_key_digest", "last_chunk_at", "audio_passthrough", "private",
             "created_at"} <= columns
     assert versions == [HEAD]
 

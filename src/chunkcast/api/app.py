@@ -28,10 +28,11 @@ def create_app(settings: Settings, *, run_workers: bool = False) -> FastAPI:
     (secret key and admin token known) and the database migrated."""
     platform = open_platform(settings)
     feed = LiveFeed(platform.repo, settings.media_base_url,
-                    gap_timeout_s=settings.live_gap_timeout_seconds)
+                    gap_timeout_s=settings.live_gap_timeout_seconds,
+                    signer=platform.playback.signer)
     platform.playback.live = feed
     hub = Hub(feed, platform.repo, queue_limit=settings.ws_queue_limit,
-              start_segments=settings.live_start_segments)
+              start_segments=settings.live_start_segments, signer=platform.playback.signer)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -64,10 +65,10 @@ def create_app(settings: Settings, *, run_workers: bool = False) -> FastAPI:
     web.install(app)
     app.router.routes.append(WebSocketRoute("/ws/{video_id}/{rendition}", hub.endpoint))
     if isinstance(platform.store, LocalObjectStore):
-        app.include_router(media_router(platform.store, settings.secret_key.encode(),
-                                        settings.max_upload_bytes))
+        app.include_router(media_router(platform.store, platform.playback, platform.metrics,
+                                        settings.secret_key.encode(), settings.max_upload_bytes))
     else:
-        app.include_router(redirect_router(platform.store))
+        app.include_router(redirect_router(platform.store, platform.playback, platform.metrics))
     return app
 
 

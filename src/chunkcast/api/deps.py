@@ -2,11 +2,12 @@
 
 from typing import Annotated
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Request
 
 from chunkcast.domain.errors import Unauthorized
 from chunkcast.domain.signing import token_matches
 from chunkcast.runtime import Platform
+from chunkcast.services.playback import Token
 
 
 def get_platform(request: Request) -> Platform:
@@ -17,13 +18,25 @@ def get_platform(request: Request) -> Platform:
 PlatformDep = Annotated[Platform, Depends(get_platform)]
 
 
-def require_admin(request: Request, authorization: Annotated[str | None, Header()] = None
-                  ) -> None:
+def is_admin(request: Request) -> bool:
+    """Whether the request carries ``Authorization: Bearer <admin token>``."""
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    return scheme.lower() == "bearer" and token_matches(token.strip(),
+                                                        request.app.state.admin_digest)
+
+
+def require_admin(request: Request) -> None:
     """Write endpoints need ``Authorization: Bearer <admin token>``; only its digest is kept."""
-    scheme, _, token = (authorization or "").partition(" ")
-    if scheme.lower() != "bearer" or not token_matches(token.strip(),
-                                                       request.app.state.admin_digest):
+    if not is_admin(request):
         raise Unauthorized("a valid admin token is required (Authorization: Bearer …)")
+
+
+def playback_token(e: str | None = None, st: str | None = None) -> Token:
+    """The ``e`` and ``st`` query parameters of a signed playback URL, if any."""
+    return e, st
+
+
+TokenDep = Annotated[Token, Depends(playback_token)]
 
 
 AdminDep = Depends(require_admin)

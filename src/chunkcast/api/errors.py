@@ -12,11 +12,14 @@ from chunkcast.domain.errors import ChunkcastError
 log = logging.getLogger(__name__)
 
 _CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
-          405: "method_not_allowed", 409: "conflict", 413: "too_large", 422: "invalid_input"}
+          405: "method_not_allowed", 409: "conflict", 410: "expired", 413: "too_large",
+          422: "invalid_input"}
 
 
 def error_response(status: int, code: str, message: str) -> JSONResponse:
-    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
+    # Never cached: a shared cache (the CDN edge) must not keep a refusal or a miss.
+    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status,
+                        headers={"Cache-Control": "no-store"})
 
 
 def install(app: FastAPI) -> None:

@@ -20,10 +20,13 @@ from chunkcast.domain.errors import ChunkcastError
 from chunkcast.domain.ids import check_rendition, check_video_id
 from chunkcast.ports.repository import VideoRepository
 from chunkcast.services.live import Channel, LiveFeed
+from chunkcast.services.playback import Signer
 
 log = logging.getLogger(__name__)
 
-SLOW_CLIENT = 4008  # application close code: the viewer could not keep up
+SLOW_CLIENT = 4008  # application close codes: the viewer could not keep up,
+FORBIDDEN = 4403  # a private video without a valid signed link,
+EXPIRED = 4410  # or with an expired one
 VIEWERS_INTERVAL_S = 1.0
 
 
@@ -103,8 +106,9 @@ class Viewer:
 
 class Hub:
     def __init__(self, feed: LiveFeed, repo: VideoRepository, *, queue_limit: int,
-                 start_segments: int) -> None:
+                 start_segments: int, signer: Signer | None = None) -> None:
         self.feed = feed
+        self._signer = signer
         self._repo = repo
         self._inits: dict[tuple[str, str], str] = {}
         self._limit = queue_limit
@@ -130,7 +134,15 @@ class Hub:
         if init is None:
             await websocket.close(1008, "no such video or rendition")
             return
-        await self.serve(websocket, await self.feed.channel(video_id, rendition), init, since)
+        channel = await self.feed.channel(video_id, rendition)
+        if self.feed.is_private(video_id) and self._signer is not None:
+            token = websocket.query_params.get("e"), websocket.query_params.get("st")
+            try:
+                self._signer.check(video_id, token)
+            except ChunkcastError as exc:
+                await websocket.close(FORBIDDEN if exc.status == 403 else EXPIRED, exc.message)
+                return
+        await self.serve(websocket, channel, init, since)
 
     async def _init_message(self, video_id: str, rendition: str) -> str | None:
         """The ``init`` message, from the catalogue once, then from memory."""
@@ -142,8 +154,11 @@ class Hub:
         if info is None:
             return None
         r = info.rendition
+        await self.feed.channel(video_id, rendition)  # knows whether the video is private
         text = self.feed.init_message(video_id, rendition, info.codecs, r.width, r.height)
-        if info.codecs is not None:  # known once the first segment is stored
+        # Kept once the codecs are known (the first segment is stored); a private video's
+        # carries a signed URL, made afresh for each viewer.
+        if info.codecs is not None and not self.feed.is_private(video_id):
             self._inits[key] = text
         return text
 
@@ -185,6 +200,10 @@ class Hub:
                 message = await websocket.receive()
                 if message["type"] == "websocket.disconnect":
                     return
+
+    def viewers(self, video_id: str) -> int:
+        """How many viewers of ``video_id`` are connected to this process (any rendition)."""
+        return self._counts.get(video_id, 0)
 
     def _change_count(self, video_id: str, delta: int) -> None:
         self._counts[video_id] = self._counts.get(video_id, 0) + delta

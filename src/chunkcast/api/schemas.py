@@ -9,6 +9,11 @@ class CreateVideo(BaseModel):
     title: str = Field(min_length=1, max_length=200)
     size: int | None = Field(None, ge=0, description="source size in bytes: big sources "
                              "get a multipart upload when the storage offers one")
+    private: bool = Field(False, description="playback only through signed links")
+
+
+class UpdateVideo(BaseModel):
+    private: bool = Field(description="private: playback only through signed links")
 
 
 class UploadPartOut(BaseModel):
@@ -53,6 +58,8 @@ class Playback(BaseModel):
     hls: str
     ws: str
     watch: str
+    token: str | None = Field(None, description="private videos: the query string "
+                              "(e=…&st=…) their WebSocket and playlist URLs need")
 
 
 class VideoOut(BaseModel):
@@ -65,6 +72,7 @@ class VideoOut(BaseModel):
     width: int | None
     height: int | None
     has_audio: bool | None
+    private: bool
     progress: int
     renditions: list[RenditionOut]
     playback: Playback
@@ -79,3 +87,13 @@ class VideoPage(BaseModel):
     items: list[VideoOut]
     limit: int
     offset: int
+
+
+class StreamStatus(BaseModel):
+    """What a broadcaster's dashboard shows about its stream."""
+
+    id: str
+    title: str
+    status: str
+    viewers: int = Field(description="viewers connected to the API process that answered")
+    last_chunk_at: datetime | None = Field(description="when the latest chunk was reported")

@@ -47,3 +47,10 @@ class MediaError(ChunkcastError):
 
     code = "media_error"
     status = 422
+
+
+class Expired(ChunkcastError):
+    """A signed URL whose expiry has passed."""
+
+    code = "expired"
+    status = 410

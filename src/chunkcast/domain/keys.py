@@ -42,6 +42,12 @@ def media_playlist(video_id: str, rendition: str) -> str:
     return f"media/{check_video_id(video_id)}/{check_rendition(rendition)}/index.m3u8"
 
 
+def published_video_id(key: str) -> str | None:
+    """The video a published object (``media/{video_id}/…``) belongs to, else None."""
+    parts = key.split("/")
+    return parts[1] if len(parts) > 2 and parts[0] == "media" else None
+
+
 def check_key(key: str) -> str:
     """Validate a key that came from outside (a URL path): no ``..``, no absolute paths."""
     parts = key.split("/")

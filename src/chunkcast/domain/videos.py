@@ -67,6 +67,7 @@ class Video:
     stream_key_digest: str | None = None  # live: SHA-256 of the stream key
     last_chunk_at: datetime | None = None  # live: when the latest chunk was reported
     audio_passthrough: bool = False  # the source's audio is copied, not re-encoded
+    private: bool = False  # playback URLs are signed and refused without a valid signature
 
 
 @dataclass(frozen=True)

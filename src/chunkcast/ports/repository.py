@@ -14,6 +14,9 @@ class VideoRepository(Protocol):
     async def add_video(self, video: Video) -> None:
         """Insert a new video."""
 
+    async def set_private(self, video_id: str, private: bool) -> None:
+        """Make a video private (signed playback) or public."""
+
     async def set_stream_key(self, video_id: str, digest: str) -> None:
         """Replace a stream's key digest (key rotation)."""
 
@@ -29,8 +32,9 @@ class VideoRepository(Protocol):
     async def get_video(self, video_id: str) -> Video | None:
         """The video, or None."""
 
-    async def list_videos(self, *, limit: int, offset: int) -> Sequence[Video]:
-        """Newest first."""
+    async def list_videos(self, *, limit: int, offset: int, public_only: bool = False
+                          ) -> Sequence[Video]:
+        """Newest first; with ``public_only`` private videos are left out."""
 
     async def set_status(
         self,

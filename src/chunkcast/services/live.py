@@ -19,7 +19,7 @@ from chunkcast.domain import events, keys
 from chunkcast.domain.videos import Segment, VideoStatus
 from chunkcast.ports.bus import EventBus
 from chunkcast.ports.repository import VideoRepository
-from chunkcast.services.playback import media_url
+from chunkcast.services.playback import Signer, media_url
 
 log = logging.getLogger(__name__)
 
@@ -64,9 +64,12 @@ class Channel:
 
 class LiveFeed:
     def __init__(self, repo: VideoRepository, base_url: str, *, gap_timeout_s: float,
+                 signer: Signer | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self._repo = repo
         self._base = base_url
+        self._signer = signer
+        self._private: dict[str, bool] = {}
         self._gap_timeout = gap_timeout_s
         self._clock = clock
         self._channels: dict[tuple[str, str], Channel] = {}
@@ -90,16 +93,27 @@ class LiveFeed:
         """History from the catalogue. Segments after a hole wait like live ones (parallel
         workers may still be filling it); once a stream is over, holes are gaps at once."""
         channel = Channel(video_id, rendition)
+        video = await self._repo.get_video(video_id)
+        if video is not None:
+            self._private[video_id] = video.private
         now = self._clock()
         for segment in await self._repo.segments(video_id, rendition):
             channel.pending[segment.seq] = (segment, now, None)
         self._flush(channel)
-        video = await self._repo.get_video(video_id)
         if video is not None:
             self._status.setdefault(video_id, video.status.value)
             if video.status is not VideoStatus.LIVE:
                 self._skip_gaps(channel, force=True)
         return channel
+
+    def is_private(self, video_id: str) -> bool:
+        """Whether a video this process follows is private (its URLs are signed)."""
+        return self._private.get(video_id, False)
+
+    def _url(self, video_id: str, key: str) -> str:
+        if self._signer is None:
+            return media_url(self._base, key)
+        return self._signer.object_url(self._base, video_id, key, self.is_private(video_id))
 
     def status(self, video_id: str) -> str | None:
         """The latest status this process has seen for a video it follows."""
@@ -110,14 +124,14 @@ class LiveFeed:
         return (await self.channel(video_id, rendition)).segments()
 
     def segment_message(self, s: Segment, ready_at: str | None = None) -> str:
-        return _json({"type": "segment", "seq": s.seq, "url": media_url(self._base, s.key),
+        return _json({"type": "segment", "seq": s.seq, "url": self._url(s.video_id, s.key),
                       "duration": s.duration, "pts_start": s.pts_start,
                       "captured_at": s.captured_at, "ready_at": ready_at})
 
     def init_message(self, video_id: str, rendition: str, codecs: str | None, width: int,
                      height: int) -> str:
         return _json({"type": "init", "rendition": rendition,
-                      "init_url": media_url(self._base, keys.init_segment(video_id, rendition)),
+                      "init_url": self._url(video_id, keys.init_segment(video_id, rendition)),
                       "codecs": codecs, "width": width, "height": height})
 
     @staticmethod

@@ -1,18 +1,22 @@
 """Playlists and playback URLs: rendered from the catalogue, and written as static files
 when a video is complete."""
 
+import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 from chunkcast.domain import keys
-from chunkcast.domain.errors import NotFound
+from chunkcast.domain.errors import Expired, Forbidden, NotFound
 from chunkcast.domain.ids import check_rendition
 from chunkcast.domain.playlists import PlaylistSegment, Variant, render_master, render_media
+from chunkcast.domain.signing import playback_check, playback_expiry, playback_signature
 from chunkcast.domain.videos import RenditionInfo, Segment, Video, VideoKind, VideoStatus
 from chunkcast.ports.repository import VideoRepository
 from chunkcast.ports.storage import ObjectStore
 
 DEFAULT_CODECS = "avc1.640028"
+PRIVACY_MEMORY_S = 2.0
 
 
 class SegmentSource(Protocol):
@@ -23,6 +27,48 @@ class SegmentSource(Protocol):
 def media_url(base_url: str, key: str) -> str:
     """Public URL of an object key: ``{CDN or API}/media/{key}``."""
     return f"{base_url}/media/{key}"
+
+
+@dataclass(frozen=True)
+class PlaybackUrls:
+    hls: str
+    ws: str
+    watch: str
+    token: str | None
+
+
+Token = tuple[str | None, str | None]  # the ``e`` and ``st`` query parameters, as given
+
+
+class Signer:
+    """Signed playback of private videos. Their objects are served under ``/private/{key}``
+    (never ``/media/``) with ``?e=EXPIRY&st=SIGNATURE``, a token scoped to one video that
+    the edge (nginx ``secure_link``) and the origin both check. Expiries are rounded so that
+    viewers of a video share URLs for a few minutes, which keeps them cacheable."""
+
+    def __init__(self, secret: str, ttl_s: int, clock: Callable[[], float] = time.time
+                 ) -> None:
+        self._secret = secret
+        self._ttl = ttl_s
+        self._clock = clock
+
+    def query(self, video_id: str) -> str:
+        expires = playback_expiry(self._clock(), self._ttl)
+        return f"e={expires}&st={playback_signature(self._secret, video_id, expires)}"
+
+    def check(self, video_id: str, token: Token) -> None:
+        """Raise unless ``token`` is a valid, unexpired signature for this video."""
+        verdict = playback_check(self._secret, video_id, token[0], token[1], self._clock())
+        if verdict == "expired":
+            raise Expired("this playback link has expired")
+        if verdict != "ok":
+            raise Forbidden("this video is private: a valid signed link is needed")
+
+    def object_url(self, base_url: str, video_id: str, key: str, private: bool) -> str:
+        """Where a viewer fetches an object of a video."""
+        if not private:
+            return media_url(base_url, key)
+        return f"{base_url}/private/{key}?{self.query(video_id)}"
 
 
 def _variants(
@@ -49,56 +95,95 @@ def _media(segments: Sequence[Segment], init_uri: str, uri: Callable[[Segment], 
 
 
 class Playback:
-    def __init__(self, repo: VideoRepository, store: ObjectStore, base_url: str,
+    def __init__(self, repo: VideoRepository, store: ObjectStore, signer: Signer, base_url: str,
                  public_url: str, segment_seconds: int, *, live_window: int = 6) -> None:
         self._repo = repo
+        self.signer = signer
         self._store = store
         self._base = base_url
         self._public = public_url.rstrip("/")
         self._target = float(segment_seconds)
         self._window = live_window
         self.live: SegmentSource | None = None  # the API process's live feed, when it has one
+        self._private: dict[str, tuple[bool, float]] = {}
 
-    def urls(self, video_id: str) -> dict[str, str]:
-        """The ``playback`` block of the video resource."""
-        return {
-            "hls": f"{self._base}/play/{video_id}/master.m3u8",
-            "ws": self._public.replace("http", "ws", 1) + f"/ws/{video_id}",
-            "watch": f"{self._public}/watch/{video_id}",
-        }
+    async def is_private(self, video_id: str) -> bool:
+        """Whether a video is private; remembered for a few seconds (this is asked for every
+        object an origin serves)."""
+        known = self._private.get(video_id)
+        now = time.monotonic()
+        if known is not None and now - known[1] < PRIVACY_MEMORY_S:
+            return known[0]
+        video = await self._repo.get_video(video_id)
+        private = video is not None and video.private
+        if len(self._private) > 10_000:
+            self._private.clear()
+        self._private[video_id] = (private, now)
+        return private
 
-    async def _playable(self, video_id: str) -> Video:
+    async def check_object(self, key: str, token: Token | None) -> None:
+        """May a viewer fetch this published object? Under ``/media/`` (``token`` None) only
+        when its video is public; under ``/private/`` only with a valid token for its
+        video."""
+        video_id = keys.published_video_id(key)
+        if video_id is None:
+            raise Forbidden("only published media is served here")
+        if token is not None:
+            self.signer.check(video_id, token)
+        elif await self.is_private(video_id):
+            raise Forbidden("this video is private: a valid signed link is needed")
+
+    def urls(self, video: Video) -> PlaybackUrls:
+        """The ``playback`` block of the video resource. For a private video the links are
+        signed, and ``token`` is the query string that the WebSocket and the playlists of
+        the video need (whoever may read the resource may share these links)."""
+        token = self.signer.query(video.id) if video.private else None
+        query = f"?{token}" if token else ""
+        return PlaybackUrls(
+            hls=f"{self._base}/play/{video.id}/master.m3u8{query}",
+            ws=self._public.replace("http", "ws", 1) + f"/ws/{video.id}",
+            watch=f"{self._public}/watch/{video.id}{query}",
+            token=token,
+        )
+
+    async def _playable(self, video_id: str, token: Token) -> Video:
         video = await self._repo.get_video(video_id)
         if video is None:
             raise NotFound("no such video")
+        if video.private:
+            self.signer.check(video.id, token)
         if video.status not in (VideoStatus.READY, VideoStatus.LIVE, VideoStatus.ENDED):
             raise NotFound(f"video is not playable yet (status {video.status.value})")
         return video
 
-    async def master(self, video_id: str) -> str:
-        video = await self._playable(video_id)
+    async def master(self, video_id: str, token: Token = (None, None)) -> str:
+        video = await self._playable(video_id, token)
         renditions = await self._repo.renditions(video_id)
-        return render_master(_variants(renditions, lambda name: f"{name}/index.m3u8",
+        query = f"?{self.signer.query(video.id)}" if video.private else ""
+        return render_master(_variants(renditions, lambda name: f"{name}/index.m3u8{query}",
                                        bool(video.has_audio)))
 
-    async def media(self, video_id: str, rendition: str, *, dvr: bool = False
-                    ) -> tuple[str, bool]:
+    async def media(self, video_id: str, rendition: str, *, dvr: bool = False,
+                    token: Token = (None, None)) -> tuple[str, bool]:
         """The media playlist and whether it can still change (a live stream's does).
 
         Live: a sliding window of the latest segments, or with ``dvr`` everything so far;
         served from the process's live feed (fed by events) rather than the database."""
-        video = await self._playable(video_id)
+        video = await self._playable(video_id, token)
         check_rendition(rendition)
         live = video.kind is VideoKind.LIVE
         source = self.live if live and self.live is not None else self._repo
         segments = await source.segments(video_id, rendition)
         if not segments:
             raise NotFound("no such rendition, or no segment yet")
-        init = media_url(self._base, keys.init_segment(video_id, rendition))
+        def url(key: str) -> str:
+            return self.signer.object_url(self._base, video_id, key, video.private)
+
+        init = url(keys.init_segment(video_id, rendition))
         growing = video.status is VideoStatus.LIVE
         if growing and not dvr:
             segments = segments[-self._window:]
-        text = _media(segments, init, lambda s: media_url(self._base, s.key),
+        text = _media(segments, init, lambda s: url(s.key),
                       ended=not growing, vod=not live, event=growing and dvr,
                       target=self._target)
         return text, growing

@@ -51,12 +51,12 @@ class Streams:
         self._url_ttl = chunk_url_seconds
         self._idle_timeout = timedelta(seconds=idle_timeout_s)
 
-    async def create(self, title: str) -> tuple[Video, str]:
+    async def create(self, title: str, *, private: bool = False) -> tuple[Video, str]:
         """A new live stream (status idle) and its stream key, shown this once."""
         key = new_stream_key()
         video = Video(id=new_video_id(), kind=VideoKind.LIVE, title=clean_title(title),
                       status=VideoStatus.IDLE, created_at=datetime.now(UTC),
-                      stream_key_digest=token_digest(key))
+                      stream_key_digest=token_digest(key), private=private)
         await self._repo.add_video(video)
         return video, key
 
@@ -65,6 +65,10 @@ class Streams:
         key = new_stream_key()
         await self._repo.set_stream_key(video.id, token_digest(key))
         return key
+
+    async def get(self, video_id: str) -> Video:
+        """The stream; NotFound for an unknown id or a video that is not a stream."""
+        return await self._stream(video_id)
 
     async def _stream(self, video_id: str) -> Video:
         video = await self._repo.get_video(check_video_id(video_id))

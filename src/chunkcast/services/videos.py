@@ -2,6 +2,7 @@
 
 import math
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from chunkcast.domain import events, keys
@@ -39,13 +40,14 @@ class Videos:
         self._metrics = metrics
         self._upload_ttl = upload_url_seconds
 
-    async def create(self, title: str, size: int | None = None
+    async def create(self, title: str, size: int | None = None, *, private: bool = False
                      ) -> tuple[Video, PresignedRequest | MultipartUpload]:
         """A new VOD video and where its source goes: one pre-signed PUT, or, for a source of
         ``size`` bytes above the store's multipart threshold, pre-signed part URLs (a failed
         part is sent again on its own, so a large upload resumes instead of starting over)."""
         video = Video(id=new_video_id(), kind=VideoKind.VOD, title=clean_title(title),
-                      status=VideoStatus.CREATED, created_at=datetime.now(UTC))
+                      status=VideoStatus.CREATED, created_at=datetime.now(UTC),
+                      private=private)
         await self._repo.add_video(video)
         store = self._multipart_store()
         if store is not None and size is not None and size > store.multipart_threshold:
@@ -68,8 +70,16 @@ class Videos:
             raise NotFound("no such video")
         return video
 
-    async def list(self, *, limit: int, offset: int) -> Sequence[Video]:
-        return await self._repo.list_videos(limit=limit, offset=offset)
+    async def list(self, *, limit: int, offset: int, public_only: bool = False
+                   ) -> Sequence[Video]:
+        return await self._repo.list_videos(limit=limit, offset=offset,
+                                            public_only=public_only)
+
+    async def set_private(self, video_id: str, private: bool) -> Video:
+        """Make a video private (playback needs a signed URL) or public again."""
+        video = await self.get(video_id)
+        await self._repo.set_private(video.id, private)
+        return replace(video, private=private)
 
     async def complete(self, video_id: str,
                        multipart: tuple[str, Sequence[tuple[int, str]]] | None = None) -> Video:

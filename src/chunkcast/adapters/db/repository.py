@@ -64,7 +64,7 @@ def _video(row: VideoRow) -> Video:
         height=row.height, fps=row.fps, has_audio=row.has_audio, source_size=row.source_size,
         jobs_total=row.jobs_total, stream_key_digest=row.stream_key_digest,
         last_chunk_at=_utc(row.last_chunk_at) if row.last_chunk_at else None,
-        audio_passthrough=bool(row.audio_passthrough),
+        audio_passthrough=bool(row.audio_passthrough), private=bool(row.private),
     )
 
 
@@ -80,8 +80,13 @@ class SqlVideoRepository:
                 id=video.id, kind=video.kind.value, title=video.title, status=video.status.value,
                 error=video.error, jobs_total=video.jobs_total,
                 created_at=_utc(video.created_at), updated_at=_utc(video.created_at),
-                stream_key_digest=video.stream_key_digest,
+                stream_key_digest=video.stream_key_digest, private=video.private,
             ))
+
+    async def set_private(self, video_id: str, private: bool) -> None:
+        async with self._session.begin() as s:
+            await s.execute(update(VideoRow).where(VideoRow.id == video_id).values(
+                private=private, updated_at=_now()))
 
     async def set_stream_key(self, video_id: str, digest: str) -> None:
         async with self._session.begin() as s:
@@ -119,12 +124,13 @@ class SqlVideoRepository:
             row = await s.get(VideoRow, video_id)
             return _video(row) if row else None
 
-    async def list_videos(self, *, limit: int, offset: int) -> Sequence[Video]:
+    async def list_videos(self, *, limit: int, offset: int, public_only: bool = False
+                          ) -> Sequence[Video]:
+        query = select(VideoRow).order_by(VideoRow.created_at.desc(), VideoRow.id)
+        if public_only:
+            query = query.where(VideoRow.private.is_(False))
         async with self._session() as s:
-            rows = await s.scalars(
-                select(VideoRow).order_by(VideoRow.created_at.desc(), VideoRow.id)
-                .limit(limit).offset(offset)
-            )
+            rows = await s.scalars(query.limit(limit).offset(offset))
             return [_video(r) for r in rows]
 
     async def set_status(

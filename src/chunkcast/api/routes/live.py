@@ -6,8 +6,9 @@ from fastapi import APIRouter, Header, Request
 from pydantic import BaseModel, Field
 
 from chunkcast.api.deps import AdminDep, PlatformDep, require_admin
+from chunkcast.api.hub import Hub
 from chunkcast.api.routes.videos import video_out
-from chunkcast.api.schemas import UploadTarget, VideoOut
+from chunkcast.api.schemas import StreamStatus, UploadTarget, VideoOut
 from chunkcast.domain.errors import ChunkcastError
 from chunkcast.runtime import Platform
 
@@ -17,6 +18,7 @@ StreamKey = Annotated[str | None, Header(alias="X-Stream-Key")]
 
 class CreateStream(BaseModel):
     title: str = Field(min_length=1, max_length=200)
+    private: bool = Field(False, description="playback only through signed links")
 
 
 class CreatedStream(VideoOut):
@@ -50,10 +52,20 @@ def _broadcast_command(platform: Platform, video_id: str, key: str) -> str:
 @router.post("/api/v1/streams", status_code=201, dependencies=[AdminDep])
 async def create_stream(body: CreateStream, platform: PlatformDep) -> CreatedStream:
     """A live stream; the stream key is shown here once."""
-    video, key = await platform.streams.create(body.title)
+    video, key = await platform.streams.create(body.title, private=body.private)
     out = await video_out(platform, video)
     return CreatedStream(**out.model_dump(), stream_key=key,
                          broadcast=_broadcast_command(platform, video.id, key))
+
+
+@router.get("/api/v1/streams/{video_id}")
+async def stream_status(video_id: str, request: Request,
+                        platform: PlatformDep) -> StreamStatus:
+    """Status, viewers and last chunk time of a stream: what its dashboard polls."""
+    video = await platform.streams.get(video_id)
+    hub: Hub = request.app.state.hub
+    return StreamStatus(id=video.id, title=video.title, status=video.status.value,
+                        viewers=hub.viewers(video.id), last_chunk_at=video.last_chunk_at)
 
 
 @router.post("/api/v1/streams/{video_id}/key", dependencies=[AdminDep])
@@ -90,7 +102,7 @@ async def end_stream(video_id: str, request: Request, platform: PlatformDep,
                      authorization: Annotated[str | None, Header()] = None) -> VideoOut:
     """End the stream (with its stream key or the admin token); it becomes replayable."""
     if authorization is not None and x_stream_key is None:
-        require_admin(request, authorization)
+        require_admin(request)
     else:
         await platform.streams.authenticate(video_id, x_stream_key)
     return await video_out(platform, await platform.streams.end(video_id))

@@ -1,6 +1,9 @@
 """``/media/{key}``: the origin for objects of the local store, and the target of its
 pre-signed URLs. PUT streams to a temp file (never the whole body in memory) and renames it
-into place; GET serves Range requests with content type and cache policy from the key."""
+into place; GET serves Range requests with content type and cache policy from the key.
+
+Objects of private videos are served under ``/private/{key}?e=…&st=…`` only (a signed
+playback link, see :class:`chunkcast.services.playback.Signer`), never under ``/media/``."""
 
 import os
 from typing import Annotated
@@ -9,18 +12,22 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import FileResponse, RedirectResponse
 
 from chunkcast.adapters.storage.local import LocalObjectStore
+from chunkcast.api.deps import TokenDep
 from chunkcast.domain import keys
 from chunkcast.domain.errors import Forbidden, NotFound, TooLarge
 from chunkcast.domain.media_types import cache_control_for, content_type_for
 from chunkcast.domain.signing import verify
+from chunkcast.metrics import Metrics
 from chunkcast.ports.storage import ObjectStore
+from chunkcast.services.playback import Playback
 
 REDIRECT_URL_SECONDS = 600
 ExpiresQ = Annotated[int | None, Query()]
 SignatureQ = Annotated[str | None, Query()]
 
 
-def media_router(store: LocalObjectStore, secret: bytes, max_bytes: int) -> APIRouter:
+def media_router(store: LocalObjectStore, playback: Playback, metrics: Metrics, secret: bytes,
+                 max_bytes: int) -> APIRouter:
     router = APIRouter(tags=["media"])
 
     def check(method: str, key: str, expires: int | None, signature: str | None) -> None:
@@ -54,9 +61,23 @@ def media_router(store: LocalObjectStore, secret: bytes, max_bytes: int) -> APIR
     async def get_object(key: str, expires: ExpiresQ = None,
                          signature: SignatureQ = None) -> Response:
         keys.check_key(key)
-        # Published media is public (the CDN caches it); sources and chunks need a signature.
+        # Published media of public videos is public (the CDN caches it); sources and chunks
+        # need a pre-signed URL.
         if not key.startswith("media/") or signature is not None:
             check("GET", key, expires, signature)
+        else:
+            await playback.check_object(key, None)
+            metrics.served(key)
+        return _serve(key)
+
+    @router.api_route("/private/{key:path}", methods=["GET", "HEAD"])
+    async def get_private_object(key: str, token: TokenDep) -> Response:
+        keys.check_key(key)
+        await playback.check_object(key, token)
+        metrics.served(key)
+        return _serve(key)
+
+    def _serve(key: str) -> Response:
         path = store.path(key)
         if not path.is_file():
             raise NotFound("no such object")
@@ -66,18 +87,25 @@ def media_router(store: LocalObjectStore, secret: bytes, max_bytes: int) -> APIR
     return router
 
 
-def redirect_router(store: ObjectStore) -> APIRouter:
+def redirect_router(store: ObjectStore, playback: Playback, metrics: Metrics) -> APIRouter:
     """``/media/{key}`` for stores that serve their own objects (S3): published media is
     redirected to a short-lived pre-signed GET. Deployments put a CDN in front of the bucket
     instead (``chunkcast deploy nginx``); this keeps playback working without one."""
     router = APIRouter(tags=["media"])
 
-    @router.api_route("/media/{key:path}", methods=["GET", "HEAD"])
-    async def get_object(key: str) -> Response:
-        keys.check_key(key)
-        if not key.startswith("media/"):
-            raise Forbidden("only published media is served here")
+    def redirect(key: str) -> Response:
+        metrics.served(key)
         return RedirectResponse(store.presign_get(key, REDIRECT_URL_SECONDS), status_code=307,
                                 headers={"Cache-Control": "public, max-age=60"})
+
+    @router.api_route("/media/{key:path}", methods=["GET", "HEAD"])
+    async def get_object(key: str) -> Response:
+        await playback.check_object(keys.check_key(key), None)
+        return redirect(key)
+
+    @router.api_route("/private/{key:path}", methods=["GET", "HEAD"])
+    async def get_private_object(key: str, token: TokenDep) -> Response:
+        await playback.check_object(keys.check_key(key), token)
+        return redirect(key)
 
     return router

@@ -1,16 +1,18 @@
 """``/api/v1/videos``: create, upload completion, read, list, delete."""
 
+from dataclasses import asdict
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Query, Request, Response
 
-from chunkcast.api.deps import AdminDep, PlatformDep
+from chunkcast.api.deps import AdminDep, PlatformDep, TokenDep, is_admin
 from chunkcast.api.schemas import (
     CompleteUpload,
     CreatedVideo,
     CreateVideo,
     Playback,
     RenditionOut,
+    UpdateVideo,
     UploadPartOut,
     UploadTarget,
     VideoOut,
@@ -28,12 +30,13 @@ async def video_out(platform: Platform, video: Video) -> VideoOut:
     return VideoOut(
         id=video.id, kind=video.kind.value, title=video.title, status=video.status.value,
         error=video.error, duration=video.duration, width=video.width, height=video.height,
-        has_audio=video.has_audio, progress=await platform.videos.progress(video),
+        has_audio=video.has_audio, private=video.private,
+        progress=await platform.videos.progress(video),
         renditions=[RenditionOut(
             name=i.rendition.name, width=i.rendition.width, height=i.rendition.height,
             video_kbps=i.rendition.video_kbps, audio_kbps=i.rendition.audio_kbps,
             fps=i.rendition.fps, codecs=i.codecs) for i in renditions],
-        playback=Playback(**platform.playback.urls(video.id)),
+        playback=Playback(**asdict(platform.playback.urls(video))),
         created_at=video.created_at,
     )
 
@@ -52,7 +55,7 @@ def _upload_target(upload: PresignedRequest | MultipartUpload) -> UploadTarget:
 async def create_video(body: CreateVideo, platform: PlatformDep) -> CreatedVideo:
     """Create a video; PUT the source to ``upload.url`` (or its parts to their URLs), then
     call ``complete``."""
-    video, upload = await platform.videos.create(body.title, body.size)
+    video, upload = await platform.videos.create(body.title, body.size, private=body.private)
     out = await video_out(platform, video)
     return CreatedVideo(**out.model_dump(), upload=_upload_target(upload))
 
@@ -67,17 +70,31 @@ async def complete_upload(video_id: str, platform: PlatformDep,
 
 
 @router.get("/{video_id}")
-async def get_video(video_id: str, platform: PlatformDep) -> VideoOut:
-    return await video_out(platform, await platform.videos.get(video_id))
+async def get_video(video_id: str, request: Request, platform: PlatformDep,
+                    token: TokenDep) -> VideoOut:
+    """A video; a private one only for the admin or with a signed link (``e``, ``st``)."""
+    video = await platform.videos.get(video_id)
+    if video.private and not is_admin(request):
+        platform.playback.signer.check(video.id, token)
+    return await video_out(platform, video)
+
+
+@router.patch("/{video_id}", dependencies=[AdminDep])
+async def update_video(video_id: str, body: UpdateVideo, platform: PlatformDep) -> VideoOut:
+    """Make a video private (its playback links are then signed) or public."""
+    return await video_out(platform, await platform.videos.set_private(video_id, body.private))
 
 
 @router.get("")
 async def list_videos(
+    request: Request,
     platform: PlatformDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> VideoPage:
-    videos = await platform.videos.list(limit=limit, offset=offset)
+    """Newest first; private videos are listed for the admin only."""
+    videos = await platform.videos.list(limit=limit, offset=offset,
+                                        public_only=not is_admin(request))
     return VideoPage(items=[await video_out(platform, v) for v in videos], limit=limit,
                      offset=offset)
 

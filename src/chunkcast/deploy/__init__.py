@@ -1,0 +1,1 @@
+"""Deployment configs generated from the platform's settings (``chunkcast deploy``)."""

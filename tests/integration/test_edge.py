@@ -1,0 +1,231 @@
+"""The nginx edge that `chunkcast deploy nginx` writes, in front of a real `chunkcast up`:
+request coalescing, live playlist micro-caching, and signed playback of private videos
+checked at the edge and at the origin."""
+
+import asyncio
+import contextlib
+import math
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from chunkcast.domain.signing import playback_secret, playback_signature
+from chunkcast.testing import Server, free_port, make_clip, run_server
+from tests.conftest import LIVE_ENV
+from tests.integration.api import admin, put, wait_done
+from tests.integration.live_support import create_stream, start_broadcast, wait_for_renditions
+from tests.servers.nginx import Nginx, run_nginx
+
+pytestmark = pytest.mark.integration
+
+BURST = 200
+
+
+@dataclass(frozen=True)
+class Edge:
+    api: Server
+    edge: Nginx
+    secret: str  # the playback secret the edge checks links with
+
+    def served(self, kind: str) -> float:
+        """The origin's count of objects or playlists of ``kind`` it has served."""
+        text = httpx.get(f"{self.api.url}/metrics").text
+        found = re.search(rf'^chunkcast_origin_requests_total{{kind="{kind}"}} (\S+)$', text,
+                          re.MULTILINE)
+        return float(found.group(1)) if found else 0.0
+
+
+def deploy(out: Path, apis: list[str], origin: str, edge_port: int, lb_port: int,
+           data_dir: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "chunkcast", "deploy", "nginx", *[f"--api={a}" for a in apis],
+         "--origin", origin, "--edge-listen", f"127.0.0.1:{edge_port}",
+         "--lb-listen", f"127.0.0.1:{lb_port}", "--out", str(out)],
+        env={"CHUNKCAST_DATA_DIR": str(data_dir), "PATH": "/usr/bin:/bin"},
+        capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+
+
+@pytest.fixture(scope="module")
+def edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Edge]:
+    root = tmp_path_factory.mktemp("edge")
+    edge_port = free_port()
+    env = {**LIVE_ENV, "CHUNKCAST_CDN_URL": f"http://127.0.0.1:{edge_port}",
+           "CHUNKCAST_VOD_CHUNK_SECONDS": "4"}
+    with run_server(root / "api", env=env) as api:
+        api_host = api.url.removeprefix("http://")
+        deploy(root / "nginx", [api_host], api.url, edge_port, free_port(), api.data_dir)
+        with run_nginx(root / "nginx", "edge", edge_port) as nginx:
+            secret = playback_secret((api.data_dir / "secret-key").read_text().strip())
+            yield Edge(api, nginx, secret)
+
+
+def upload(server: Server, path: Path, *, private: bool = False) -> dict[str, Any]:
+    with admin(server) as client:
+        created = client.post("/api/v1/videos", json={"title": path.stem, "private": private})
+        assert created.status_code == 201, created.text
+        assert put(created.json(), path.read_bytes()).status_code == 200
+        assert client.post(f"/api/v1/videos/{created.json()['id']}/complete").status_code == 202
+        video = wait_done(client, created.json()["id"])
+        assert video["status"] == "ready", video
+        return video
+
+
+def playlist_uris(text: str) -> list[str]:
+    """Segment URIs of a media playlist, the init segment's first."""
+    init = re.findall(r'#EXT-X-MAP:URI="([^"]+)"', text)
+    return init + [line for line in text.splitlines() if line and not line.startswith("#")]
+
+
+async def burst(urls: list[str]) -> list[httpx.Response]:
+    limits = httpx.Limits(max_connections=len(urls), max_keepalive_connections=0)
+    async with httpx.AsyncClient(timeout=30, limits=limits) as client:
+        return await asyncio.gather(*(client.get(url) for url in urls))
+
+
+def test_the_edge_answers_its_health_check(edge: Edge) -> None:
+    response = httpx.get(f"{edge.edge.url}/edge/healthz")
+    assert response.status_code == 200 and response.text == "ok\n"
+
+
+def test_a_burst_for_an_uncached_segment_costs_the_origin_one_fetch(
+    edge: Edge, clips: Path,
+) -> None:
+    video = upload(edge.api, clips / "long.mp4")
+    rendition = video["renditions"][0]["name"]
+    # The playlist, fetched through the edge, points at the edge.
+    media = httpx.get(f"{edge.edge.url}/play/{video['id']}/{rendition}/index.m3u8")
+    assert media.status_code == 200
+    uris = playlist_uris(media.text)
+    assert all(u.startswith(edge.edge.url + "/media/") for u in uris), uris
+    target = uris[2]  # a segment no one has asked for yet
+    before = edge.served("segment")
+    answers = asyncio.run(burst([target] * BURST))
+    assert {a.status_code for a in answers} == {200}
+    assert len({a.content for a in answers}) == 1 and len(answers[0].content) > 1000
+    assert edge.served("segment") - before == 1
+    assert edge.edge.upstream_requests(target.removeprefix(edge.edge.url)) == 1
+    assert answers[0].headers["cache-control"] == "public, max-age=31536000, immutable"
+    # Later requests are hits.
+    again = httpx.get(target)
+    assert again.headers["x-cache"] == "HIT" and edge.served("segment") - before == 1
+
+
+def test_a_live_playlist_is_fetched_once_per_cache_period(
+    edge: Edge, clips: Path, tmp_path: Path,
+) -> None:
+    stream = create_stream(edge.api)
+    broadcast = start_broadcast(edge.api, stream, clips / "long.mp4", tmp_path / "broadcast.log",
+                                "--chunk-seconds", "1", "--loop")
+    try:
+        rendition = wait_for_renditions(edge.api, stream["id"])[0]
+        url = f"{edge.edge.url}/play/{stream['id']}/{rendition}/index.m3u8"
+        deadline = time.monotonic() + 30
+        while httpx.get(url).status_code != 200:  # the first segment is on its way
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        before = edge.served("playlist")
+        started = time.monotonic()
+        newest = []
+        for _ in range(5):
+            answers = asyncio.run(burst([url] * BURST))
+            assert {a.status_code for a in answers} == {200}
+            assert all(a.text.startswith("#EXTM3U") for a in answers)
+            newest.append(max(playlist_uris(a.text)[-1] for a in answers))
+            time.sleep(0.5)
+        elapsed = time.monotonic() - started
+        fetched = edge.served("playlist") - before
+        # max-age=1: at most one origin fetch per second of the test (plus the one in flight
+        # when it started), for 1,000 requests.
+        assert 1 <= fetched <= math.ceil(elapsed) + 1, (fetched, elapsed)
+        assert newest[-1] > newest[0], "the cached playlist never moved on"
+    finally:
+        broadcast.terminate()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            broadcast.wait(20)
+        if broadcast.poll() is None:
+            broadcast.kill()
+
+
+def signed(edge: Edge, path: str, video_id: str, expires: int) -> str:
+    return f"{path}?e={expires}&st={playback_signature(edge.secret, video_id, expires)}"
+
+
+def test_private_videos_play_only_through_valid_signed_links(edge: Edge, tmp_path: Path) -> None:
+    clip = make_clip(tmp_path / "secret.mp4", seconds=3, size="320x240")
+    video = upload(edge.api, clip, private=True)
+    other = upload(edge.api, clip, private=True)
+    vid = video["id"]
+    token = video["playback"]["token"]
+    assert token and video["playback"]["hls"].endswith(f"master.m3u8?{token}")
+    assert video["private"] is True
+
+    # Valid link: master → media playlist → init and segments, all through the edge.
+    master = httpx.get(video["playback"]["hls"].replace(edge.api.url, edge.edge.url))
+    assert master.status_code == 200, master.text
+    variant = next(line for line in master.text.splitlines() if line.endswith(token))
+    media = httpx.get(f"{edge.edge.url}/play/{vid}/{variant}")
+    assert media.status_code == 200
+    uris = playlist_uris(media.text)
+    assert all(u.startswith(f"{edge.edge.url}/private/media/{vid}/") for u in uris), uris
+    assert all(httpx.get(u).status_code == 200 for u in uris)
+    segment_path = uris[1].removeprefix(edge.edge.url).split("?")[0]
+
+    # Refused at the edge (the origin never sees these): tampered, expired, other video's,
+    # missing signature.
+    future = int(time.time()) + 3600
+    other_token = signed(edge, segment_path, other["id"], future).split("?")[1]
+    refused = {
+        "tampered": (f"{segment_path}?{token[:-2]}xx", 403),
+        "expired": (signed(edge, segment_path, vid, int(time.time()) - 5), 410),
+        "other video": (f"{segment_path}?{other_token}", 403),
+        "unsigned": (segment_path, 403),
+        "tampered playlist": (f"/play/{vid}/master.m3u8?{token[:-2]}xx", 403),
+        "expired playlist": (signed(edge, f"/play/{vid}/master.m3u8", vid,
+                                    int(time.time()) - 5), 410),
+    }
+    served_before = edge.served("segment") + edge.served("playlist")
+    for name, (path, status) in refused.items():
+        answer = httpx.get(edge.edge.url + path)
+        assert answer.status_code == status, (name, answer.status_code)
+        assert edge.edge.upstream_requests(path.split("?")[0]) <= 1, name
+    assert edge.served("segment") + edge.served("playlist") == served_before
+
+    # Refused at the origin too, for whoever goes around the edge.
+    origin = {
+        "unsigned playlist": (f"/play/{vid}/master.m3u8", 403),
+        "public path": (segment_path.replace("/private/", "/media/", 1), 403),
+        "tampered": (f"{segment_path}?{token[:-2]}xx", 403),
+        "expired": (signed(edge, segment_path, vid, int(time.time()) - 5), 410),
+        "other video": (f"{segment_path}?{other_token}", 403),
+        "metadata": (f"/api/v1/videos/{vid}", 403),
+        "socket": None,
+    }
+    for name, case in origin.items():
+        if case is None:
+            continue
+        path, status = case
+        answer = httpx.get(edge.api.url + path)
+        assert answer.status_code == status, (name, answer.text)
+        assert answer.headers["cache-control"] == "no-store"
+    # The public path through the edge is refused by the origin, and not cached.
+    public = segment_path.replace("/private/", "/media/", 1)
+    assert httpx.get(edge.edge.url + public).status_code == 403
+    assert httpx.get(edge.edge.url + public).headers.get("x-cache") != "HIT"
+    # A private video is not listed for everyone, but is for the admin.
+    listed = httpx.get(f"{edge.api.url}/api/v1/videos?limit=100").json()["items"]
+    assert vid not in {v["id"] for v in listed}
+    with admin(edge.api) as client:
+        assert vid in {v["id"] for v in client.get("/api/v1/videos?limit=100").json()["items"]}
+        # Public again: plain links work.
+        assert client.patch(f"/api/v1/videos/{vid}", json={"private": False}).status_code == 200
+    time.sleep(2.5)  # the origin remembers privacy for 2 s
+    assert httpx.get(edge.api.url + public).status_code == 200

@@ -1,0 +1,83 @@
+"""Throwaway nginx instances running the configs ``chunkcast deploy nginx`` writes.
+
+Each runs in the foreground (``daemon off``) as a child process with its prefix in a temp
+dir, and is stopped by PID. The edge's access log tells which requests went to the origin."""
+
+import contextlib
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from tests.servers.redis import _die_with_parent
+
+NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
+# In the foreground; started as root (CI containers), the workers stay root too, since the
+# prefix is in a private temp dir that nginx's default worker user cannot read.
+_GLOBALS = "daemon off;" + (" user root;" if os.geteuid() == 0 else "")
+START_TIMEOUT_S = 10.0
+STOP_TIMEOUT_S = 10.0
+
+
+@dataclass(frozen=True)
+class Nginx:
+    prefix: Path
+    conf: str  # "edge" or "lb"
+    port: int
+    pid: int
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def access_log(self) -> list[str]:
+        path = self.prefix / "logs" / f"{self.conf}-access.log"
+        return path.read_text().splitlines() if path.exists() else []
+
+    def upstream_requests(self, path: str) -> int:
+        """Requests for ``path`` (query string ignored) that this nginx sent upstream."""
+        pattern = re.compile(r'"[A-Z]+ ' + re.escape(path) + r'(\?\S*)? HTTP')
+        return sum(1 for line in self.access_log()
+                   if pattern.search(line) and "upstream=-" not in line)
+
+
+def _listening(port: int) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
+        return True
+    return False
+
+
+@contextlib.contextmanager
+def run_nginx(prefix: Path, conf: str, port: int) -> Iterator[Nginx]:
+    """``nginx -p PREFIX -c PREFIX/CONF.conf`` in the foreground until the block ends."""
+    if not Path(NGINX).exists():
+        raise RuntimeError("nginx not found: apt-get install -y nginx")
+    argv = [NGINX, "-p", str(prefix), "-c", str(prefix / f"{conf}.conf"),
+            "-e", str(prefix / "logs" / f"{conf}-startup.log"), "-g", _GLOBALS]
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            preexec_fn=_die_with_parent())
+    try:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while not _listening(port):
+            if proc.poll() is not None:
+                error = proc.stderr.read().decode() if proc.stderr else ""
+                raise RuntimeError(f"nginx ({conf}) exited: {error}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"nginx ({conf}) is not listening on {port}")
+            time.sleep(0.05)
+        yield Nginx(prefix, conf, port, proc.pid)
+    finally:
+        proc.send_signal(signal.SIGTERM)  # fast shutdown
+        try:
+            proc.wait(STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        if proc.stderr:
+            proc.stderr.close()
