@@ -7,7 +7,6 @@ import contextlib
 import math
 import re
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ from chunkcast.testing import Server, free_port, make_clip, run_server
 from tests.conftest import LIVE_ENV
 from tests.integration.api import admin, put, wait_done
 from tests.integration.live_support import create_stream, start_broadcast, wait_for_renditions
-from tests.servers.nginx import Nginx, run_nginx
+from tests.servers.nginx import Nginx, deploy, run_nginx
 
 pytestmark = pytest.mark.integration
 
@@ -43,17 +42,6 @@ class Edge:
         return float(found.group(1)) if found else 0.0
 
 
-def deploy(out: Path, apis: list[str], origin: str, edge_port: int, lb_port: int,
-           data_dir: Path) -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "chunkcast", "deploy", "nginx", *[f"--api={a}" for a in apis],
-         "--origin", origin, "--edge-listen", f"127.0.0.1:{edge_port}",
-         "--lb-listen", f"127.0.0.1:{lb_port}", "--out", str(out)],
-        env={"CHUNKCAST_DATA_DIR": str(data_dir), "PATH": "/usr/bin:/bin"},
-        capture_output=True, text=True, timeout=60, check=False)
-    assert done.returncode == 0, done.stderr
-
-
 @pytest.fixture(scope="module")
 def edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Edge]:
     root = tmp_path_factory.mktemp("edge")
@@ -62,7 +50,8 @@ def edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Edge]:
            "CHUNKCAST_VOD_CHUNK_SECONDS": "4"}
     with run_server(root / "api", env=env) as api:
         api_host = api.url.removeprefix("http://")
-        deploy(root / "nginx", [api_host], api.url, edge_port, free_port(), api.data_dir)
+        deploy(root / "nginx", [api_host], api.url, edge_port, free_port(),
+               {"CHUNKCAST_DATA_DIR": str(api.data_dir)})
         with run_nginx(root / "nginx", "edge", edge_port) as nginx:
             secret = playback_secret((api.data_dir / "secret-key").read_text().strip())
             yield Edge(api, nginx, secret)

@@ -10,6 +10,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -45,6 +46,17 @@ class Nginx:
         pattern = re.compile(r'"[A-Z]+ ' + re.escape(path) + r'(\?\S*)? HTTP')
         return sum(1 for line in self.access_log()
                    if pattern.search(line) and "upstream=-" not in line)
+
+
+def deploy(out: Path, apis: list[str], origin: str, edge_port: int, lb_port: int,
+           env: dict[str, str]) -> None:
+    """``chunkcast deploy nginx`` (``env`` says where the platform's secret key is)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "chunkcast", "deploy", "nginx", *[f"--api={a}" for a in apis],
+         "--origin", origin, "--edge-listen", f"127.0.0.1:{edge_port}",
+         "--lb-listen", f"127.0.0.1:{lb_port}", "--out", str(out)],
+        env={**os.environ, **env}, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
 
 
 def _listening(port: int) -> bool:
