@@ -42,9 +42,12 @@ check: venv
 	$(BIN)/mypy
 
 bench: venv system-deps
+	@command -v wrk >/dev/null || { $(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq wrk >/dev/null; }
 	$(BIN)/python bench/transcode.py
 	$(BIN)/python bench/latency.py
 	$(BIN)/python bench/fanout.py
+	$(BIN)/python bench/edge.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
