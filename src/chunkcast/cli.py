@@ -158,7 +158,7 @@ def cmd_upload(args: argparse.Namespace) -> int:
     try:
         with Client(server, token) as client:
             size = path.stat().st_size
-            created = client.create_video(args.title or path.stem, size)
+            created = client.create_video(args.title or path.stem, size, private=args.private)
             video_id = created["id"]
             with _bar(DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn()) as bar:
                 task = bar.add_task("upload", total=size)
@@ -190,7 +190,7 @@ def cmd_stream_create(args: argparse.Namespace) -> int:
     server = args.server or settings.public_url
     try:
         with Client(server, args.token or read_admin_token(settings)) as client:
-            stream = client.create_stream(args.title)
+            stream = client.create_stream(args.title, private=args.private)
     except ApiError as exc:
         console.print(f"[red]error: {exc.message}[/]")
         return 1
@@ -262,6 +262,8 @@ def build_parser() -> argparse.ArgumentParser:
     upload = sub.add_parser("upload", help="upload a file and wait until it plays")
     upload.add_argument("file", type=Path)
     upload.add_argument("--title")
+    upload.add_argument("--private", action="store_true",
+                        help="playable only through signed links (printed at the end)")
     _client_options(upload)
     upload.set_defaults(func=cmd_upload)
 
@@ -269,6 +271,8 @@ def build_parser() -> argparse.ArgumentParser:
     stream_sub = stream.add_subparsers(dest="stream_command", required=True)
     create = stream_sub.add_parser("create", help="create a stream and print its key")
     create.add_argument("--title", default="Live")
+    create.add_argument("--private", action="store_true",
+                        help="playable only through signed links (printed)")
     _client_options(create)
     create.set_defaults(func=cmd_stream_create)
 

@@ -38,9 +38,10 @@ class Client:
             raise ApiError(f"{response.status_code}: {message}")
         return response.json() if response.content else None
 
-    def create_video(self, title: str, size: int | None = None) -> dict[str, Any]:
-        result: dict[str, Any] = self._call("POST", "/api/v1/videos",
-                                            json={"title": title, "size": size})
+    def create_video(self, title: str, size: int | None = None, *, private: bool = False
+                     ) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("POST", "/api/v1/videos", json={
+            "title": title, "size": size, "private": private})
         return result
 
     def complete(self, video_id: str, parts: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -49,8 +50,9 @@ class Client:
                                             json=parts)
         return result
 
-    def create_stream(self, title: str) -> dict[str, Any]:
-        result: dict[str, Any] = self._call("POST", "/api/v1/streams", json={"title": title})
+    def create_stream(self, title: str, *, private: bool = False) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("POST", "/api/v1/streams",
+                                            json={"title": title, "private": private})
         return result
 
     def video(self, video_id: str) -> dict[str, Any]:

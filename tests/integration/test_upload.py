@@ -75,6 +75,30 @@ def test_cli_upload_prints_a_playable_hls_url(server: Server, clips: Path) -> No
                         clips / "landscape.mp4")
 
 
+def test_cli_private_upload_prints_signed_links_that_alone_play(
+    server: Server, clips: Path,
+) -> None:
+    env = {**os.environ, "CHUNKCAST_DATA_DIR": str(server.data_dir)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "chunkcast", "upload", str(clips / "silent.mp4"), "--private",
+         "--server", server.url], env=env, capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr
+    hls = next(line.split(None, 1)[1] for line in proc.stdout.splitlines()
+               if line.startswith("hls:"))
+    assert "?e=" in hls and "&st=" in hls
+    with httpx.Client(timeout=30) as client:
+        master = client.get(hls)
+        assert master.status_code == 200
+        variant = next(line for line in master.text.splitlines() if "index.m3u8?e=" in line)
+        media = client.get(hls.split("master.m3u8")[0] + variant)
+        assert media.status_code == 200
+        segment = next(line for line in media.text.splitlines() if line.endswith(".m4s")
+                       or ".m4s?" in line)
+        assert "/private/media/" in segment and client.get(segment).status_code == 200
+        assert client.get(hls.split("?")[0]).status_code == 403
+        assert client.get(segment.split("?")[0]).status_code == 403
+
+
 def test_cli_upload_of_a_bad_file_exits_non_zero_with_the_reason(
     server: Server, tmp_path: Path
 ) -> None:
