@@ -1,10 +1,13 @@
 """Live streams through the HTTP interface: keys, duplicate reports, corrupt chunks."""
 
 import asyncio
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+import websockets
 
 from chunkcast.testing import Server
 from tests.integration.live_support import (
@@ -103,3 +106,48 @@ def test_a_silent_stream_ends_after_the_idle_timeout(live_server: Server,
     video = httpx.get(f"{live_server.url}/api/v1/videos/{stream['id']}").json()
     assert video["status"] == "ended"
     assert push_chunk(live_server, stream, 1, chunks[1].read_bytes()).status_code == 409
+
+
+def test_a_stream_reports_its_status_viewers_and_last_chunk(live_server: Server,
+                                                            chunks: list[Path]) -> None:
+    stream = create_stream(live_server)
+    url = f"{live_server.url}/api/v1/streams/{stream['id']}"
+    assert httpx.get(url).json() == {"id": stream["id"], "title": "live test", "status": "idle",
+                                     "viewers": 0, "last_chunk_at": None}
+    sent = datetime.now(UTC)
+    assert push_chunk(live_server, stream, 0, chunks[0].read_bytes()).status_code == 202
+    live = httpx.get(url).json()
+    assert live["status"] == "live"
+    last_chunk = datetime.fromisoformat(live["last_chunk_at"])
+    assert sent - timedelta(seconds=1) <= last_chunk <= datetime.now(UTC)
+    wait_for_renditions(live_server, stream["id"])
+
+    async def viewers_while_watching() -> tuple[int, int]:
+        async with httpx.AsyncClient() as http:
+            async with websockets.connect(ws_url(live_server, stream["id"], "240p")) as ws:
+                await ws.recv()  # init: the viewer is being served
+                watching = await _poll_viewers(http, url, until=1)
+            return watching, await _poll_viewers(http, url, until=0)
+
+    assert asyncio.run(viewers_while_watching()) == (1, 0)
+
+
+async def _poll_viewers(http: httpx.AsyncClient, url: str, *, until: int) -> int:
+    """The viewer count, once it is ``until`` or after 10 s."""
+    status: dict[str, Any] = {}
+    for _ in range(100):
+        status = (await http.get(url)).json()
+        if status["viewers"] == until:
+            break
+        await asyncio.sleep(0.1)
+    count: int = status["viewers"]
+    return count
+
+
+def test_the_status_of_an_unknown_stream_or_a_vod_is_not_found(live_server: Server) -> None:
+    vod = httpx.post(f"{live_server.url}/api/v1/videos", json={"title": "not live"},
+                     headers={"Authorization": f"Bearer {live_server.token}"}).json()
+    for video_id in ("a" * 16, vod["id"]):
+        response = httpx.get(f"{live_server.url}/api/v1/streams/{video_id}")
+        assert response.status_code == 404
+        assert response.json()["error"]["code"] == "not_found"

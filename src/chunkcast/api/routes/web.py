@@ -1,19 +1,44 @@
 """Server-rendered pages of the web app and its static files."""
 
-from fastapi import APIRouter, FastAPI, Request
+from typing import Annotated
+
+from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
+from chunkcast.domain.errors import InvalidInput, NotFound
+from chunkcast.domain.videos import VideoKind, VideoStatus
+from chunkcast.runtime import Platform
 from chunkcast.web import STATIC_DIR, TEMPLATES_DIR
 
 router = APIRouter(tags=["web"], include_in_schema=False)
 templates = Jinja2Templates(directory=TEMPLATES_DIR)
 
+LIBRARY_PAGE = 24
+# The catalogue cannot filter by status, so "live now" is looked for among the newest videos:
+# a stream that is live was created recently enough in practice.
+LIVE_SCAN = 100
+
+
+def _platform(request: Request) -> Platform:
+    platform: Platform = request.app.state.platform
+    return platform
+
 
 @router.get("/", response_class=HTMLResponse)
-async def home(request: Request) -> HTMLResponse:
-    return templates.TemplateResponse(request, "home.html", {})
+async def home(request: Request, offset: Annotated[int, Query(ge=0)] = 0) -> HTMLResponse:
+    """What is live now, then the public library, newest first, a page at a time."""
+    videos = _platform(request).videos
+    page = await videos.list(limit=LIBRARY_PAGE + 1, offset=offset, public_only=True)
+    newest = await videos.list(limit=LIVE_SCAN, offset=0, public_only=True)
+    live = [v for v in newest if v.kind is VideoKind.LIVE and v.status is VideoStatus.LIVE]
+    return templates.TemplateResponse(request, "home.html", {
+        "live": live,
+        "videos": page[:LIBRARY_PAGE],
+        "newer": max(offset - LIBRARY_PAGE, 0) if offset > 0 else None,
+        "older": offset + LIBRARY_PAGE if len(page) > LIBRARY_PAGE else None,
+    })
 
 
 @router.get("/watch/{video_id}", response_class=HTMLResponse)
@@ -26,9 +51,23 @@ async def upload(request: Request) -> HTMLResponse:
     return templates.TemplateResponse(request, "upload.html", {})
 
 
+# Declared before /streams/{video_id}, which would otherwise take "new" for an id.
+@router.get("/streams/new", response_class=HTMLResponse)
+async def new_stream(request: Request) -> HTMLResponse:
+    return templates.TemplateResponse(request, "stream_new.html", {})
+
+
 @router.get("/streams/{video_id}", response_class=HTMLResponse)
 async def stream_dashboard(request: Request, video_id: str) -> HTMLResponse:
-    return templates.TemplateResponse(request, "stream.html", {"video_id": video_id})
+    """The broadcaster's dashboard of one stream."""
+    platform = _platform(request)
+    try:
+        video = await platform.streams.get(video_id)
+    except (InvalidInput, NotFound):
+        return templates.TemplateResponse(request, "not_found.html", {"what": "stream"},
+                                          status_code=404)
+    return templates.TemplateResponse(request, "stream.html", {
+        "video": video, "server": platform.settings.public_url.rstrip("/")})
 
 
 def install(app: FastAPI) -> None:
