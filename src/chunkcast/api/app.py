@@ -6,7 +6,6 @@ import logging
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
-from starlette.routing import WebSocketRoute
 
 from chunkcast import __version__
 from chunkcast.adapters.storage.local import LocalObjectStore
@@ -14,6 +13,7 @@ from chunkcast.api import errors
 from chunkcast.api.hub import Hub
 from chunkcast.api.routes import live, ops, play, videos, web
 from chunkcast.api.routes.media import media_router, redirect_router
+from chunkcast.api.wire import ViewerSockets
 from chunkcast.config import Settings
 from chunkcast.domain.signing import token_digest
 from chunkcast.runtime import Platform, open_platform, run_consumers
@@ -63,7 +63,7 @@ def create_app(settings: Settings, *, run_workers: bool = False) -> FastAPI:
     app.include_router(ops.router)
     app.include_router(live.router)
     web.install(app)
-    app.router.routes.append(WebSocketRoute("/ws/{video_id}/{rendition}", hub.endpoint))
+    app.add_middleware(ViewerSockets, endpoint=hub.endpoint)  # /ws/{video_id}/{rendition}
     if isinstance(platform.store, LocalObjectStore):
         app.include_router(media_router(platform.store, platform.playback, platform.metrics,
                                         settings.secret_key.encode(), settings.max_upload_bytes))

@@ -3,7 +3,7 @@
 A message is written to each viewer's connection directly when it can take it (see
 :class:`Viewer`); a viewer that cannot keep up is disconnected rather than buffered without
 bound. Messages are strings serialised once per event by the feed and shared by every
-viewer.
+viewer; on uvicorn they are also framed once (:mod:`chunkcast.api.wire`).
 """
 
 import asyncio
@@ -16,6 +16,7 @@ from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from chunkcast.api.wire import Frames, Wire, is_open
 from chunkcast.domain.errors import ChunkcastError
 from chunkcast.domain.ids import check_rendition, check_video_id
 from chunkcast.ports.repository import VideoRepository
@@ -28,6 +29,7 @@ SLOW_CLIENT = 4008  # application close codes: the viewer could not keep up,
 FORBIDDEN = 4403  # a private video without a valid signed link,
 EXPIRED = 4410  # or with an expired one
 VIEWERS_INTERVAL_S = 1.0
+WRITE_BUFFER_PER_MESSAGE = 1024  # bytes a viewer's socket may hold per queued message
 
 
 class Viewer:
@@ -38,15 +40,21 @@ class Viewer:
     a task, and messages arriving meanwhile wait in a bounded backlog; a viewer whose backlog
     fills up is disconnected."""
 
-    def __init__(self, websocket: WebSocket, limit: int) -> None:
+    def __init__(self, websocket: WebSocket, limit: int, wire: Wire | None = None,
+                 frames: Frames | None = None) -> None:
         self.websocket = websocket
         self._limit = limit
+        self._wire = wire
+        self._frames = frames or Frames()
         self._backlog: deque[str] = deque()
         self._busy = False
         self.closed = False
 
     def deliver(self, text: str) -> None:
         if self.closed:
+            return
+        if self._wire is not None:
+            self._write(self._wire, text)
             return
         if self._busy:
             if len(self._backlog) >= self._limit:
@@ -55,6 +63,16 @@ class Viewer:
                 self._backlog.append(text)
             return
         self._start(text)
+
+    def _write(self, wire: Wire, text: str) -> None:
+        """The fast path: the shared frame straight into the socket's write buffer, which
+        is then this viewer's queue, bounded in bytes."""
+        if not is_open(wire):
+            self.closed = True  # the reader sees the connection go and cleans up
+        elif wire.transport.get_write_buffer_size() > self._limit * WRITE_BUFFER_PER_MESSAGE:
+            self._give_up()
+        else:
+            wire.transport.write(self._frames.of(text))
 
     def _start(self, text: str) -> None:
         coro = self.websocket.send({"type": "websocket.send", "text": text})
@@ -114,9 +132,10 @@ class Hub:
         self._limit = queue_limit
         self._start = start_segments
         self._counts: dict[str, int] = {}
+        self._frames = Frames()
         self._count_tasks: dict[str, asyncio.Task[None]] = {}
 
-    async def endpoint(self, websocket: WebSocket) -> None:
+    async def endpoint(self, websocket: WebSocket, wire: Wire | None = None) -> None:
         """``/ws/{video_id}/{rendition}?since=SEQ``: segment-ready pushes for one rendition,
         in seq order (ARCHITECTURE §3). A plain Starlette endpoint: a connection carries no
         more per-viewer state than it needs."""
@@ -142,7 +161,7 @@ class Hub:
             except ChunkcastError as exc:
                 await websocket.close(FORBIDDEN if exc.status == 403 else EXPIRED, exc.message)
                 return
-        await self.serve(websocket, channel, init, since)
+        await self.serve(websocket, channel, init, since, wire)
 
     async def _init_message(self, video_id: str, rendition: str) -> str | None:
         """The ``init`` message, from the catalogue once, then from memory."""
@@ -163,11 +182,11 @@ class Hub:
         return text
 
     async def serve(self, websocket: WebSocket, channel: Channel, init: str,
-                    since: int | None) -> None:
+                    since: int | None, wire: Wire | None = None) -> None:
         """Send init, the replay and the status, then live messages until the viewer
         leaves."""
         await websocket.accept()
-        viewer = Viewer(websocket, self._limit)
+        viewer = Viewer(websocket, self._limit, wire, self._frames)
         await websocket.send_text(init)
         await self._replay(websocket, channel, since)
         # No await between the last replay check (inside _replay) and joining: nothing is
