@@ -86,12 +86,14 @@ class Transcoder:
             log.warning("stream %s: chunk %d skipped: %s", video.id, event.seq, exc.message)
             segments = []
         await self._repo.upsert_segments(segments)
+        # Recorded before the segments are announced, so that an embedded process's fan-out
+        # to viewers does not share the moment with this bookkeeping.
+        await self._repo.finish_job(video.id, event.seq, self._cfg.group)
         ready_at = iso_now()
         for s in segments:
             await self._bus.publish(events.SEGMENTS, events.SegmentReady(
                 s.video_id, s.rendition, s.seq, s.key, keys.init_segment(s.video_id, s.rendition),
                 s.pts_start, s.duration, s.captured_at, ready_at))
-        await self._repo.finish_job(video.id, event.seq, self._cfg.group)
         await finish_if_complete(self._repo, self._lifecycle, self._playback, video.id)
 
     async def _plan_live(self, video: Video, event: events.ChunkUploaded
