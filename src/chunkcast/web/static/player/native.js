@@ -1,0 +1,64 @@
+// Where Media Source Extensions are missing (iOS Safari), the browser plays the HLS master
+// playlist itself: quality is its own choice, and the controls work on the <video> alone.
+
+export class NativePlayer extends EventTarget {
+  constructor(video, info, urls) {
+    super();
+    this.video = video;
+    this.mode = "native";
+    this.rungs = [];
+    this.auto = true;
+    this.target = null;
+    this.rendition = null;
+    this.status = info.status;
+    this.live = info.status === "live" || info.status === "idle";
+    this.atLiveEdge = this.live;
+    this.delay = null;
+    this.viewers = null;
+    this.stalls = 0;
+    this.setQuality = null;
+    this._master = urls.master;
+  }
+
+  start() {
+    const v = this.video;
+    v.addEventListener("waiting", () => { this.stalls += 1; });
+    v.addEventListener("timeupdate", () => this.dispatchEvent(new Event("update")));
+    v.src = this._master;
+    this.play();
+  }
+
+  play() {
+    this.video.play().catch(() => {
+      this.video.muted = true;
+      this.video.play().catch(() => {});
+    });
+  }
+
+  range() {
+    const s = this.video.seekable;
+    return s.length ? [s.start(0), s.end(s.length - 1)] : null;
+  }
+
+  seek(t) {
+    this.atLiveEdge = false;
+    this.video.currentTime = t;
+  }
+
+  goLive() {
+    const range = this.range();
+    if (range) this.video.currentTime = range[1];
+    this.atLiveEdge = true;
+  }
+
+  refreshPlaylist() {}
+
+  close() {
+    this.video.removeAttribute("src");
+  }
+}
+
+/** Whether this browser can play HLS by itself. */
+export function playsHlsNatively(video) {
+  return video.canPlayType("application/vnd.apple.mpegurl") !== "";
+}
