@@ -3,6 +3,7 @@ bitrate under a throttled network, VOD seeking, signed playback parameters."""
 
 import re
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,7 +19,7 @@ from tests.browser.player_support import (
     throttle,
     wait_for_state,
 )
-from tests.integration.api import upload
+from tests.integration.api import admin, put, upload, wait_done
 
 pytestmark = pytest.mark.integration
 
@@ -165,9 +166,17 @@ def test_vod_plays_from_the_start_and_seeks_to_the_middle(
     assert page.locator("#time").inner_text().endswith("/ 0:12")
 
 
-def test_signed_playback_parameters_are_passed_on(
-    page: Page, server: Server, vod: dict[str, Any]
+def test_a_private_video_plays_from_its_signed_link_only(
+    page: Page, server: Server, tmp_path: Path
 ) -> None:
+    clip = make_clip(tmp_path / "private.mp4", seconds=4, size="426x240")
+    with admin(server) as client:
+        created = client.post("/api/v1/videos", json={"title": "private", "private": True})
+        assert put(created.json(), clip.read_bytes()).status_code == 200
+        client.post(f"/api/v1/videos/{created.json()['id']}/complete")
+        video = wait_done(client, created.json()["id"])
+    token = video["playback"]["token"]
+    assert video["status"] == "ready" and token
     requests: list[str] = []
     sockets: list[str] = []
     page.on("request", lambda request: requests.append(request.url))
@@ -176,13 +185,16 @@ def test_signed_playback_parameters_are_passed_on(
         sockets.append(ws.url)
 
     page.on("websocket", keep)
-    open_watch(page, server, vod["id"], "?e=4102444800&st=c2lnbmVk")
-    signed = "e=4102444800&st=c2lnbmVk"
-    api = [u for u in requests if "/api/v1/videos/" in u]
-    playlists = [u for u in requests if u.split("?")[0].endswith("index.m3u8")]
-    assert api and playlists and sockets
-    for url in api + playlists + sockets:
-        assert signed in url, url
+    open_watch(page, server, video["id"], f"?{token}")  # plays: the signed watch link
+    assert video["playback"]["watch"].endswith(f"/watch/{video['id']}?{token}")
+    media = [u for u in requests if "/media/" in u or "/private/" in u]
+    assert media and all("/private/media/" in u and "st=" in u for u in media), media
+    assert sockets and all(token in u for u in sockets)
+    # Without the signature the page says the video cannot be played.
+    page.goto(f"{server.url}/watch/{video['id']}")
+    message = page.locator("#player-message")
+    message.wait_for(state="visible", timeout=10_000)
+    assert "private" in message.inner_text().lower()
 
 
 def test_unknown_video_says_so(page: Page, server: Server) -> None:

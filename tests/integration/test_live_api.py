@@ -151,3 +151,30 @@ def test_the_status_of_an_unknown_stream_or_a_vod_is_not_found(live_server: Serv
         response = httpx.get(f"{live_server.url}/api/v1/streams/{video_id}")
         assert response.status_code == 404
         assert response.json()["error"]["code"] == "not_found"
+
+
+def test_a_viewer_who_comes_before_the_first_segment_gets_a_usable_init(
+    live_server: Server, chunks: list[Path],
+) -> None:
+    """The ladder is known as soon as the first chunk is probed, its codecs only once that
+    rendition's first segment is stored: a viewer arriving in between waits for them."""
+    stream = create_stream(live_server)
+
+    async def scenario() -> list[dict[str, Any]]:
+        pushing = asyncio.create_task(asyncio.to_thread(
+            push_chunk, live_server, stream, 0, chunks[0].read_bytes()))
+        rendition = None
+        async with httpx.AsyncClient() as client:
+            while rendition is None:
+                video = (await client.get(
+                    f"{live_server.url}/api/v1/videos/{stream['id']}")).json()
+                rendition = next((r["name"] for r in video["renditions"]), None)
+                await asyncio.sleep(0.01)
+        messages = await watch(ws_url(live_server, stream["id"], rendition), until_seq=0,
+                               timeout_s=30)
+        await pushing
+        return messages
+
+    messages = asyncio.run(scenario())
+    assert messages[0]["type"] == "init" and messages[0]["codecs"], messages[0]
+    assert seqs(messages) == [0]

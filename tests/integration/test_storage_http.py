@@ -82,3 +82,21 @@ def test_db_upgrade_creates_the_schema(tmp_path: Path) -> None:
     tables = {row[0] for row in sqlite3.connect(tmp_path / "chunkcast.db").execute(
         "select name from sqlite_master where type='table'")}
     assert {"videos", "renditions", "chunks", "segments", "chunk_jobs"} <= tables
+
+
+def test_players_on_other_sites_may_fetch_playlists_and_segments(
+    server: Server, clips: Path,
+) -> None:
+    video = upload(server, clips / "silent.mp4")
+    site = {"Origin": "https://player.example"}
+    master = httpx.get(f"{server.url}/play/{video['id']}/master.m3u8", headers=site)
+    segment = httpx.get(f"{server.url}/media/media/{video['id']}/240p/00000000.m4s",
+                        headers=site)
+    for answer in (master, segment):
+        assert answer.status_code == 200
+        assert answer.headers["access-control-allow-origin"] == "*"
+    preflight = httpx.options(f"{server.url}/api/v1/videos", headers={
+        **site, "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "authorization,content-type"})
+    assert preflight.status_code == 200
+    assert "POST" in preflight.headers["access-control-allow-methods"]

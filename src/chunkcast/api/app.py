@@ -6,6 +6,7 @@ import logging
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
+from starlette.middleware.cors import CORSMiddleware
 
 from chunkcast import __version__
 from chunkcast.adapters.storage.local import LocalObjectStore
@@ -64,6 +65,11 @@ def create_app(settings: Settings, *, run_workers: bool = False) -> FastAPI:
     app.include_router(live.router)
     web.install(app)
     app.add_middleware(ViewerSockets, endpoint=hub.endpoint)  # /ws/{video_id}/{rendition}
+    # Players on other sites (and this one behind a CDN on another host) fetch playlists and
+    # segments with fetch(); the API authenticates with bearer tokens, never cookies.
+    app.add_middleware(CORSMiddleware, allow_origins=["*"], allow_methods=["*"],
+                       allow_headers=["*"], expose_headers=["ETag", "Content-Length"],
+                       max_age=3600)
     if isinstance(platform.store, LocalObjectStore):
         app.include_router(media_router(platform.store, platform.playback, platform.metrics,
                                         settings.secret_key.encode(), settings.max_upload_bytes))

@@ -30,6 +30,7 @@ FORBIDDEN = 4403  # a private video without a valid signed link,
 EXPIRED = 4410  # or with an expired one
 VIEWERS_INTERVAL_S = 1.0
 WRITE_BUFFER_PER_MESSAGE = 1024  # bytes a viewer's socket may hold per queued message
+INIT_WAIT_S = 30.0  # how long a viewer of a rendition with no segment yet waits for one
 
 
 class Viewer:
@@ -122,6 +123,16 @@ class Viewer:
             await self.websocket.close(SLOW_CLIENT, "too slow: messages were piling up")
 
 
+class _FirstItem:
+    """A listener that only notes that something was delivered."""
+
+    def __init__(self) -> None:
+        self.arrived = asyncio.Event()
+
+    def deliver(self, text: str) -> None:
+        self.arrived.set()
+
+
 class Hub:
     def __init__(self, feed: LiveFeed, repo: VideoRepository, *, queue_limit: int,
                  start_segments: int, signer: Signer | None = None) -> None:
@@ -154,6 +165,11 @@ class Hub:
             await websocket.close(1008, "no such video or rendition")
             return
         channel = await self.feed.channel(video_id, rendition)
+        if (video_id, rendition) not in self._inits and not channel.items:
+            # The ladder is known but no segment of this rendition is stored yet: its codecs
+            # come with the first one, which a player needs before it can start.
+            await self._first_segment(channel)
+            init = await self._init_message(video_id, rendition) or init
         if self.feed.is_private(video_id) and self._signer is not None:
             token = websocket.query_params.get("e"), websocket.query_params.get("st")
             try:
@@ -162,6 +178,17 @@ class Hub:
                 await websocket.close(FORBIDDEN if exc.status == 403 else EXPIRED, exc.message)
                 return
         await self.serve(websocket, channel, init, since, wire)
+
+    @staticmethod
+    async def _first_segment(channel: Channel) -> None:
+        """Wait (at most :data:`INIT_WAIT_S`) until a channel delivers its first item."""
+        waiter = _FirstItem()
+        channel.listeners.add(waiter)
+        try:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(waiter.arrived.wait(), INIT_WAIT_S)
+        finally:
+            channel.listeners.discard(waiter)
 
     async def _init_message(self, video_id: str, rendition: str) -> str | None:
         """The ``init`` message, from the catalogue once, then from memory."""
