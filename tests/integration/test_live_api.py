@@ -92,7 +92,13 @@ def test_a_corrupt_chunk_is_skipped_with_a_gap_and_later_chunks_flow(
         assert seqs(messages) == [0, 2, 3]
         assert seqs(messages, "gap") == [1]
     playlist = httpx.get(f"{live_server.url}/play/{stream['id']}/240p/index.m3u8?dvr=1").text
-    assert "#EXT-X-DISCONTINUITY" in playlist and "00000001.m4s" not in playlist
+    # The lost chunk keeps its place in the media sequence as a gap.
+    lines = playlist.splitlines()
+    at = next(i for i, line in enumerate(lines) if line.endswith("00000001.m4s"))
+    assert lines[at - 2 : at] == ["#EXT-X-GAP", "#EXTINF:1.000000,"]
+    assert "#EXT-X-VERSION:8" in lines
+    assert [line.rsplit("/", 1)[1] for line in lines if line.endswith(".m4s")] == [
+        f"{seq:08d}.m4s" for seq in range(4)]
 
 
 def test_a_silent_stream_ends_after_the_idle_timeout(live_server: Server,

@@ -139,6 +139,21 @@ def test_discontinuity_on_a_gap_in_seq() -> None:
         assert lines[at - 2 : at] == ["#EXT-X-DISCONTINUITY", "#EXTINF:2.000000,"]
 
 
+def test_a_hole_keeps_its_place_in_the_media_sequence_as_gaps() -> None:
+    text = render_media([seg(4), seg(5), seg(8)], "init.mp4", ended=False, vod=False,
+                        gap_uri=lambda seq: f"{seq:08d}.m4s")
+    lines = text.splitlines()
+    assert "#EXT-X-VERSION:8" in lines and "#EXT-X-MEDIA-SEQUENCE:4" in lines
+    assert "#EXT-X-DISCONTINUITY" not in lines
+    entries = [line for line in lines if line.endswith(".m4s")]
+    assert entries == [f"{seq:08d}.m4s" for seq in range(4, 9)]
+    for seq in (6, 7):
+        at = lines.index(f"{seq:08d}.m4s")
+        assert lines[at - 2 : at] == ["#EXT-X-GAP", "#EXTINF:2.000000,"]
+    assert "#EXT-X-GAP" not in render_media([seg(4), seg(5)], "init.mp4", ended=False,
+                                            vod=False, gap_uri=str)
+
+
 def test_no_discontinuity_without_a_gap() -> None:
     text = render_media([seg(i) for i in range(5, 10)], "init.mp4", ended=True, vod=True)
     assert "#EXT-X-DISCONTINUITY" not in text

@@ -1,7 +1,7 @@
 """HLS playlist rendering (RFC 8216): pure functions from segment lists to m3u8 text."""
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 
@@ -44,19 +44,23 @@ def render_media(
     vod: bool,
     target_duration: float | None = None,
     event: bool = False,
+    gap_uri: Callable[[int], str] | None = None,
 ) -> str:
     """Media playlist. ``vod`` marks PLAYLIST-TYPE:VOD, ``event`` PLAYLIST-TYPE:EVENT (a live
     playlist that only grows, for DVR); ``ended`` adds EXT-X-ENDLIST.
 
-    ``segments`` must be in seq order; a hole in the numbering is marked with
-    EXT-X-DISCONTINUITY so players do not expect continuous timestamps across it.
+    ``segments`` must be in seq order. A hole in the numbering (a chunk that failed for good)
+    is listed as EXT-X-GAP entries at ``gap_uri(seq)``, as long as the segment before it, so
+    that every entry keeps its place in the media sequence (players count entries from
+    EXT-X-MEDIA-SEQUENCE); without ``gap_uri`` it is only marked with EXT-X-DISCONTINUITY.
     """
     longest = max((s.duration for s in segments), default=target_duration or 2.0)
     target = math.ceil(max(longest, target_duration or 0.0) - 1e-3)
     first = segments[0].seq if segments else 0
+    holes = bool(segments) and segments[-1].seq - first + 1 != len(segments)
     lines = [
         "#EXTM3U",
-        "#EXT-X-VERSION:7",
+        f"#EXT-X-VERSION:{8 if holes and gap_uri else 7}",
         f"#EXT-X-TARGETDURATION:{max(target, 1)}",
         f"#EXT-X-MEDIA-SEQUENCE:{first}",
         "#EXT-X-INDEPENDENT-SEGMENTS",
@@ -66,15 +70,20 @@ def render_media(
     elif event:
         lines.append("#EXT-X-PLAYLIST-TYPE:EVENT")
     lines.append(f'#EXT-X-MAP:URI="{init_uri}"')
-    previous: int | None = None
+    previous: PlaylistSegment | None = None
     for s in segments:
-        if previous is not None and s.seq != previous + 1:
-            lines.append("#EXT-X-DISCONTINUITY")
+        if previous is not None and s.seq != previous.seq + 1:
+            if gap_uri is None:
+                lines.append("#EXT-X-DISCONTINUITY")
+            else:
+                for missing in range(previous.seq + 1, s.seq):
+                    lines += ["#EXT-X-GAP", f"#EXTINF:{previous.duration:.6f},",
+                              gap_uri(missing)]
         if s.program_date_time:
             lines.append(f"#EXT-X-PROGRAM-DATE-TIME:{s.program_date_time}")
         lines.append(f"#EXTINF:{s.duration:.6f},")
         lines.append(s.uri)
-        previous = s.seq
+        previous = s
     if ended:
         lines.append("#EXT-X-ENDLIST")
     return "\n".join(lines) + "\n"

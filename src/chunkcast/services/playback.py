@@ -87,11 +87,17 @@ def _variants(
     return out
 
 
-def _media(segments: Sequence[Segment], init_uri: str, uri: Callable[[Segment], str],
+def _media(segments: Sequence[Segment], init_uri: str, uri: Callable[[str], str],
            *, ended: bool, vod: bool, target: float, event: bool = False) -> str:
-    items = [PlaylistSegment(s.seq, s.duration, uri(s), s.captured_at) for s in segments]
+    """A rendition's media playlist; ``uri`` makes the URI of an object key."""
+    items = [PlaylistSegment(s.seq, s.duration, uri(s.key), s.captured_at) for s in segments]
+    if not segments:
+        return render_media(items, init_uri, ended=ended, vod=vod, target_duration=target,
+                            event=event)
+    first = segments[0]
     return render_media(items, init_uri, ended=ended, vod=vod, target_duration=target,
-                        event=event)
+                        event=event, gap_uri=lambda seq: uri(keys.segment(
+                            first.video_id, first.rendition, seq)))
 
 
 class Playback:
@@ -183,7 +189,7 @@ class Playback:
         growing = video.status is VideoStatus.LIVE
         if growing and not dvr:
             segments = segments[-self._window:]
-        text = _media(segments, init, lambda s: url(s.key),
+        text = _media(segments, init, url,
                       ended=not growing, vod=not live, event=growing and dvr,
                       target=self._target)
         return text, growing
@@ -197,7 +203,7 @@ class Playback:
             segments = await self._repo.segments(video.id, name)
             if not segments:
                 continue
-            text = _media(segments, "init.mp4", lambda s: s.key.rsplit("/", 1)[1], ended=True,
+            text = _media(segments, "init.mp4", lambda key: key.rsplit("/", 1)[1], ended=True,
                           vod=True, target=self._target)
             await self._store.put_bytes(keys.media_playlist(video.id, name), text.encode())
         master = render_master(_variants(renditions, lambda name: f"{name}/index.m3u8",
