@@ -126,7 +126,7 @@ async def live_viewers(api: Server, edge_url: str, args: argparse.Namespace, log
             requests = segments = 0
             started = time.monotonic()
             url = edge_url.replace("http", "ws", 1) + f"/ws/{stream['id']}/{rendition}"
-            async with websockets.connect(url) as ws:
+            async with websockets.connect(url, ping_interval=None) as ws:
                 async for raw in ws:
                     message = json.loads(raw)
                     if message["type"] == "init":
