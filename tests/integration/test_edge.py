@@ -5,7 +5,9 @@ checked at the edge and at the origin."""
 import asyncio
 import contextlib
 import math
+import os
 import re
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -20,7 +22,14 @@ from chunkcast.domain.signing import playback_secret, playback_signature
 from chunkcast.testing import Server, free_port, make_clip, run_server
 from tests.conftest import LIVE_ENV
 from tests.integration.api import admin, put, wait_done
-from tests.integration.live_support import create_stream, start_broadcast, wait_for_renditions
+from tests.integration.live_support import (
+    create_stream,
+    make_chunks,
+    push_chunk,
+    start_broadcast,
+    wait_for_renditions,
+    watch,
+)
 from tests.servers.nginx import Nginx, deploy, run_nginx
 
 pytestmark = pytest.mark.integration
@@ -136,6 +145,14 @@ def test_a_live_playlist_is_fetched_once_per_cache_period(
         # when it started), for 1,000 requests.
         assert 1 <= fetched <= math.ceil(elapsed) + 1, (fetched, elapsed)
         assert newest[-1] > newest[0], "the cached playlist never moved on"
+        # WebSocket viewers through the edge are sent segment URLs on the edge.
+        first = asyncio.run(watch(f"{edge.edge.url.replace('http', 'ws', 1)}/ws/"
+                                  f"{stream['id']}/{rendition}?since=-1", until_seq=0,
+                                  timeout_s=30))
+        urls = [m["init_url"] for m in first if m["type"] == "init"] + [
+            m["url"] for m in first if m["type"] == "segment"]
+        assert urls and all(u.startswith(edge.edge.url + "/media/") for u in urls), urls
+        assert all(httpx.get(u).status_code == 200 for u in urls)
     finally:
         broadcast.terminate()
         with contextlib.suppress(subprocess.TimeoutExpired):
@@ -218,3 +235,34 @@ def test_private_videos_play_only_through_valid_signed_links(edge: Edge, tmp_pat
         assert client.patch(f"/api/v1/videos/{vid}", json={"private": False}).status_code == 200
     time.sleep(2.5)  # the origin remembers privacy for 2 s
     assert httpx.get(edge.api.url + public).status_code == 200
+
+
+def test_the_edge_serves_what_it_has_when_the_origin_is_down(tmp_path: Path) -> None:
+    """Stale entries are served when the origin errors, cached objects need no origin."""
+    edge_port = free_port()
+    env = {**LIVE_ENV, "CHUNKCAST_CDN_URL": f"http://127.0.0.1:{edge_port}",
+           "CHUNKCAST_LIVE_IDLE_TIMEOUT_SECONDS": "120"}  # live until the end of the test
+    chunks = make_chunks(tmp_path / "chunks", seconds=3, size="320x240")
+    with run_server(tmp_path / "api", env=env) as api:
+        deploy(tmp_path / "nginx", [api.url.removeprefix("http://")], api.url, edge_port,
+               free_port(), {"CHUNKCAST_DATA_DIR": str(api.data_dir)})
+        with run_nginx(tmp_path / "nginx", "edge", edge_port) as nginx:
+            stream = create_stream(api)
+            for seq in (0, 1):
+                push_chunk(api, stream, seq, chunks[seq].read_bytes())
+            rendition = wait_for_renditions(api, stream["id"])[0]
+            playlist = f"{nginx.url}/play/{stream['id']}/{rendition}/index.m3u8"
+            deadline = time.monotonic() + 30
+            while "00000001.m4s" not in (text := httpx.get(playlist).text):
+                assert time.monotonic() < deadline, text
+                time.sleep(0.2)
+            segment = playlist_uris(text)[-1]
+            assert httpx.get(segment).status_code == 200
+            os.kill(api.pid, signal.SIGKILL)  # the origin is gone
+            time.sleep(2.5)  # the live playlist (max-age=1, whole seconds) is now stale
+            stale = httpx.get(playlist)
+            assert stale.status_code == 200 and stale.text == text
+            assert stale.headers["x-cache"] == "STALE"
+            cached = httpx.get(segment)
+            assert cached.status_code == 200 and cached.headers["x-cache"] == "HIT"
+            assert httpx.get(f"{nginx.url}/edge/healthz").status_code == 200
