@@ -227,3 +227,25 @@ def test_controls_work_from_the_keyboard_at_phone_width(
     before = state(page)["time"]
     page.keyboard.press("ArrowRight")
     wait_for_state(page, lambda s: s["time"] >= before + 4, 10)
+
+
+NO_MSE = """
+delete window.MediaSource;
+delete window.ManagedMediaSource;
+HTMLMediaElement.prototype.canPlayType = function (type) {
+  return type === "application/vnd.apple.mpegurl" ? "maybe" : "";
+};
+"""
+
+
+def test_without_mse_the_page_hands_the_master_playlist_to_the_browser(
+    page: Page, server: Server, vod: dict[str, Any]
+) -> None:
+    """What iOS Safari gets (no Media Source Extensions, HLS built in). Chromium cannot play
+    HLS itself, so this checks the page's choice, not the picture."""
+    page.add_init_script(NO_MSE)
+    page.goto(f"{server.url}/watch/{vod['id']}")
+    page.wait_for_function("() => window.chunkcastPlayer", timeout=30_000)
+    assert page.evaluate("() => window.chunkcastPlayer.mode") == "native"
+    src = page.evaluate("() => document.getElementById('video').src")
+    assert src == f"{server.url}/play/{vod['id']}/master.m3u8"
