@@ -74,6 +74,25 @@ async def test_list_is_newest_first_and_paginated(repo: VideoRepository) -> None
     assert listed[0] == videos[-1] and listed[0].created_at.tzinfo is not None
 
 
+async def test_list_filters_by_status_kind_and_privacy(repo: VideoRepository) -> None:
+    ready = await added(repo, status=VideoStatus.READY)
+    live = await added(repo, kind=VideoKind.LIVE, status=VideoStatus.LIVE,
+                       created_at=T0 + timedelta(minutes=1))
+    hidden = await added(repo, status=VideoStatus.READY, private=True,
+                         created_at=T0 + timedelta(minutes=2))
+    await added(repo, status=VideoStatus.PROCESSING, created_at=T0 + timedelta(minutes=3))
+
+    async def ids(**filters: Any) -> list[str]:
+        return [v.id for v in await repo.list_videos(limit=10, offset=0, **filters)]
+
+    assert await ids(statuses=[VideoStatus.READY]) == [hidden.id, ready.id]
+    assert await ids(statuses=[VideoStatus.READY], public_only=True) == [ready.id]
+    assert await ids(statuses=[VideoStatus.READY, VideoStatus.LIVE], public_only=True) == [
+        live.id, ready.id]
+    assert await ids(kind=VideoKind.LIVE) == [live.id]
+    assert len(await ids()) == 4
+
+
 async def test_set_status_changes_status_and_error(repo: VideoRepository) -> None:
     video = await added(repo)
     assert await repo.set_status(video.id, VideoStatus.FAILED, error="not a video") is True

@@ -123,3 +123,16 @@ def test_metrics_report_uploads_videos_transcodes_and_backlog(
     assert 'chunkcast_transcode_realtime_factor_count{group="all"}' in text
     assert 'chunkcast_transcode_seconds_bucket{group="all"' in text
     assert 'chunkcast_bus_backlog{group="all",topic="chunks"} 0.0' in text
+
+
+def test_the_list_filters_by_status_and_kind(server: Server, clips: Path) -> None:
+    video = upload(server, clips / "silent.mp4")
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        ready = client.get("/api/v1/videos", params={"status": ["ready", "ended"],
+                                                     "kind": "vod", "limit": 100}).json()
+        assert video["id"] in {v["id"] for v in ready["items"]}
+        assert {(v["status"], v["kind"]) for v in ready["items"]} == {("ready", "vod")}
+        live = client.get("/api/v1/videos", params={"kind": "live", "limit": 100}).json()
+        assert video["id"] not in {v["id"] for v in live["items"]}
+        bad = client.get("/api/v1/videos", params={"status": "nonsense"})
+        assert bad.status_code == 422 and bad.json()["error"]["code"] == "invalid_input"

@@ -5,7 +5,14 @@ from datetime import datetime
 from typing import Protocol
 
 from chunkcast.domain.ladder import Rendition
-from chunkcast.domain.videos import Chunk, RenditionInfo, Segment, Video, VideoStatus
+from chunkcast.domain.videos import (
+    Chunk,
+    RenditionInfo,
+    Segment,
+    Video,
+    VideoKind,
+    VideoStatus,
+)
 
 
 class VideoRepository(Protocol):
@@ -32,9 +39,11 @@ class VideoRepository(Protocol):
     async def get_video(self, video_id: str) -> Video | None:
         """The video, or None."""
 
-    async def list_videos(self, *, limit: int, offset: int, public_only: bool = False
+    async def list_videos(self, *, limit: int, offset: int, public_only: bool = False,
+                          statuses: Collection[VideoStatus] = (), kind: VideoKind | None = None
                           ) -> Sequence[Video]:
-        """Newest first; with ``public_only`` private videos are left out."""
+        """Newest first; with ``public_only`` private videos are left out; ``statuses`` and
+        ``kind``, when given, keep only videos in one of those statuses, of that kind."""
 
     async def set_status(
         self,

@@ -1,7 +1,7 @@
 """Creating, uploading, reading and deleting videos."""
 
 import math
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 
@@ -70,10 +70,12 @@ class Videos:
             raise NotFound("no such video")
         return video
 
-    async def list(self, *, limit: int, offset: int, public_only: bool = False
+    async def list(self, *, limit: int, offset: int, public_only: bool = False,
+                   statuses: Collection[VideoStatus] = (), kind: VideoKind | None = None
                    ) -> Sequence[Video]:
         return await self._repo.list_videos(limit=limit, offset=offset,
-                                            public_only=public_only)
+                                            public_only=public_only, statuses=statuses,
+                                            kind=kind)
 
     async def set_private(self, video_id: str, private: bool) -> Video:
         """Make a video private (playback needs a signed URL) or public again."""

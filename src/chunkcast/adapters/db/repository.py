@@ -124,11 +124,16 @@ class SqlVideoRepository:
             row = await s.get(VideoRow, video_id)
             return _video(row) if row else None
 
-    async def list_videos(self, *, limit: int, offset: int, public_only: bool = False
+    async def list_videos(self, *, limit: int, offset: int, public_only: bool = False,
+                          statuses: Collection[VideoStatus] = (), kind: VideoKind | None = None
                           ) -> Sequence[Video]:
         query = select(VideoRow).order_by(VideoRow.created_at.desc(), VideoRow.id)
         if public_only:
             query = query.where(VideoRow.private.is_(False))
+        if statuses:
+            query = query.where(VideoRow.status.in_([s.value for s in statuses]))
+        if kind is not None:
+            query = query.where(VideoRow.kind == kind.value)
         async with self._session() as s:
             rows = await s.scalars(query.limit(limit).offset(offset))
             return [_video(r) for r in rows]

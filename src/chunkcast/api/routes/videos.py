@@ -18,7 +18,7 @@ from chunkcast.api.schemas import (
     VideoOut,
     VideoPage,
 )
-from chunkcast.domain.videos import Video
+from chunkcast.domain.videos import Video, VideoKind, VideoStatus
 from chunkcast.ports.storage import MultipartUpload, PresignedRequest
 from chunkcast.runtime import Platform
 
@@ -91,10 +91,15 @@ async def list_videos(
     platform: PlatformDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     offset: Annotated[int, Query(ge=0)] = 0,
+    status: Annotated[list[VideoStatus] | None, Query(
+        description="only videos in these statuses (repeatable)")] = None,
+    kind: Annotated[VideoKind | None, Query(description="only VOD uploads or live streams")
+                    ] = None,
 ) -> VideoPage:
     """Newest first; private videos are listed for the admin only."""
     videos = await platform.videos.list(limit=limit, offset=offset,
-                                        public_only=not is_admin(request))
+                                        public_only=not is_admin(request),
+                                        statuses=status or (), kind=kind)
     return VideoPage(items=[await video_out(platform, v) for v in videos], limit=limit,
                      offset=offset)
 

@@ -16,9 +16,8 @@ router = APIRouter(tags=["web"], include_in_schema=False)
 templates = Jinja2Templates(directory=TEMPLATES_DIR)
 
 LIBRARY_PAGE = 24
-# The catalogue cannot filter by status, so "live now" is looked for among the newest videos:
-# a stream that is live was created recently enough in practice.
-LIVE_SCAN = 100
+LIVE_NOW = 24
+WATCHABLE = (VideoStatus.READY, VideoStatus.ENDED)  # the library: what plays from the start
 
 
 def _platform(request: Request) -> Platform:
@@ -28,11 +27,13 @@ def _platform(request: Request) -> Platform:
 
 @router.get("/", response_class=HTMLResponse)
 async def home(request: Request, offset: Annotated[int, Query(ge=0)] = 0) -> HTMLResponse:
-    """What is live now, then the public library, newest first, a page at a time."""
+    """What is live now, then the public library (videos ready to play, and streams that
+    have ended), newest first, a page at a time."""
     videos = _platform(request).videos
-    page = await videos.list(limit=LIBRARY_PAGE + 1, offset=offset, public_only=True)
-    newest = await videos.list(limit=LIVE_SCAN, offset=0, public_only=True)
-    live = [v for v in newest if v.kind is VideoKind.LIVE and v.status is VideoStatus.LIVE]
+    page = await videos.list(limit=LIBRARY_PAGE + 1, offset=offset, public_only=True,
+                             statuses=WATCHABLE)
+    live = await videos.list(limit=LIVE_NOW, offset=0, public_only=True,
+                             statuses=(VideoStatus.LIVE,), kind=VideoKind.LIVE)
     return templates.TemplateResponse(request, "home.html", {
         "live": live,
         "videos": page[:LIBRARY_PAGE],
