@@ -27,31 +27,10 @@ import websockets
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
-from tests.servers.nginx import deploy, run_nginx  # noqa: E402
+from tests.servers.nginx import deploy, run_nginx, write_static_conf  # noqa: E402
 
 from chunkcast.testing import Server, free_port, run_server  # noqa: E402
 from common import median, source_clip, upload_and_wait, write_result  # noqa: E402
-
-DISK_CONF = """\
-worker_processes auto;
-pid logs/disk.pid;
-error_log logs/disk-error.log warn;
-events {{ worker_connections 16384; }}
-http {{
-    sendfile on;
-    tcp_nopush on;
-    access_log logs/disk-access.log;
-    client_body_temp_path temp/disk-client;
-    proxy_temp_path temp/disk-proxy;
-    fastcgi_temp_path temp/disk-fastcgi;
-    uwsgi_temp_path temp/disk-uwsgi;
-    scgi_temp_path temp/disk-scgi;
-    server {{
-        listen 127.0.0.1:{port};
-        location /media/ {{ alias {objects}/; }}
-    }}
-}}
-"""
 
 
 def origin_served(api: Server) -> dict[str, float]:
@@ -185,8 +164,8 @@ def main() -> None:
         with run_server(root / "api", env=env) as api, contextlib.ExitStack() as stack:
             deploy(root / "nginx", [api.url.removeprefix("http://")], api.url, edge_port,
                    free_port(), {"CHUNKCAST_DATA_DIR": str(api.data_dir)})
-            (root / "nginx" / "disk.conf").write_text(DISK_CONF.format(
-                port=disk_port, objects=api.data_dir / "objects"))
+            write_static_conf(root / "nginx", "disk", disk_port, "/media/",
+                              api.data_dir / "objects")
             edge = stack.enter_context(run_nginx(root / "nginx", "edge", edge_port))
             disk = stack.enter_context(run_nginx(root / "nginx", "disk", disk_port))
             print("segment throughput: edge (cached) vs nginx from disk", flush=True)

@@ -218,7 +218,7 @@ def cmd_deploy_nginx(args: argparse.Namespace) -> int:
         return 2
     plan = NginxPlan(apis=args.api, origin=args.origin, edge_listen=args.edge_listen,
                      lb_listen=args.lb_listen, playback_secret=playback_secret(secret),
-                     out=args.out, cache_size=args.cache_size, resolver=args.resolver)
+                     out=args.out, cache_size=args.cache_size)
     try:
         written = write(plan)
     except InvalidInput as exc:
@@ -291,13 +291,11 @@ def build_parser() -> argparse.ArgumentParser:
                        help="an API process (repeatable)")
     nginx.add_argument("--origin", required=True, metavar="URL",
                        help="where the edge fetches objects: an API process or balancer "
-                       "(it serves local storage, or redirects to S3, which the edge follows)")
+                       "(http://HOST:PORT), or a bucket it may read (http://HOST:PORT/BUCKET)")
     nginx.add_argument("--edge-listen", required=True, metavar="[HOST:]PORT")
     nginx.add_argument("--lb-listen", required=True, metavar="[HOST:]PORT")
     nginx.add_argument("--out", type=Path, required=True, help="folder for the configs")
     nginx.add_argument("--cache-size", default="10g", help="edge cache size (default 10g)")
-    nginx.add_argument("--resolver", help="DNS server(s) for following redirects to S3 by "
-                       "host name")
     nginx.set_defaults(func=cmd_deploy_nginx)
 
     db = sub.add_parser("db", help="database maintenance")

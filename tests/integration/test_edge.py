@@ -30,7 +30,8 @@ from tests.integration.live_support import (
     wait_for_renditions,
     watch,
 )
-from tests.servers.nginx import Nginx, deploy, run_nginx
+from tests.servers.nginx import Nginx, deploy, run_nginx, write_static_conf
+from tests.servers.seaweedfs import SeaweedServer, new_bucket_name
 
 pytestmark = pytest.mark.integration
 
@@ -266,3 +267,69 @@ def test_the_edge_serves_what_it_has_when_the_origin_is_down(tmp_path: Path) -> 
             cached = httpx.get(segment)
             assert cached.status_code == 200 and cached.headers["x-cache"] == "HIT"
             assert httpx.get(f"{nginx.url}/edge/healthz").status_code == 200
+
+
+def test_a_bucket_can_be_the_origin_of_objects(tmp_path: Path, clips: Path) -> None:
+    """``--origin http://HOST/BUCKET``: objects read path-style from a bucket that lets the
+    edge read (here nginx serving the store's files at /chunkcast/); signed links of private
+    videos are then checked at the edge alone."""
+    edge_port, bucket_port = free_port(), free_port()
+    env = {"CHUNKCAST_CDN_URL": f"http://127.0.0.1:{edge_port}",
+           "CHUNKCAST_VOD_CHUNK_SECONDS": "4"}
+    with run_server(tmp_path / "api", env=env) as api:
+        out = tmp_path / "nginx"
+        deploy(out, [api.url.removeprefix("http://")],
+               f"http://127.0.0.1:{bucket_port}/chunkcast", edge_port, free_port(),
+               {"CHUNKCAST_DATA_DIR": str(api.data_dir)})
+        write_static_conf(out, "bucket", bucket_port, "/chunkcast/", api.data_dir / "objects")
+        with run_nginx(out, "bucket", bucket_port) as bucket, \
+                run_nginx(out, "edge", edge_port) as nginx:
+            public = upload(api, clips / "silent.mp4")
+            private = upload(api, clips / "silent.mp4", private=True)
+            edge = Edge(api, nginx, playback_secret(
+                (api.data_dir / "secret-key").read_text().strip()))
+            media = httpx.get(f"{nginx.url}/play/{public['id']}/240p/index.m3u8")
+            target = playlist_uris(media.text)[1]
+            answers = asyncio.run(burst([target] * 50))
+            stored = api.data_dir / "objects" / target.split("/media/", 1)[1]
+            assert {a.content for a in answers} == {stored.read_bytes()}
+            key = target.split("/media/", 1)[1]
+            assert sum(f"/chunkcast/{key}" in line for line in bucket.access_log()) == 1
+
+            token = private["playback"]["token"]
+            signed_media = httpx.get(f"{nginx.url}/play/{private['id']}/240p/index.m3u8?{token}")
+            uris = playlist_uris(signed_media.text)
+            assert all("/private/media/" in u for u in uris)
+            assert all(httpx.get(u).status_code == 200 for u in uris)
+            path = uris[1].removeprefix(nginx.url).split("?")[0]
+            assert httpx.get(nginx.url + path + f"?{token[:-2]}xx").status_code == 403
+            late = signed(edge, path, private["id"], int(time.time()) - 5)
+            assert httpx.get(nginx.url + late).status_code == 410
+
+
+def test_with_s3_storage_the_api_gives_the_edge_objects_and_viewers_redirects(
+    tmp_path: Path, clips: Path, seaweedfs: SeaweedServer,
+) -> None:
+    """The bucket stays private: a viewer asking the API is redirected to a pre-signed GET,
+    the edge is given the object, once, and caches it."""
+    edge_port = free_port()
+    env = {**seaweedfs.env(), "CHUNKCAST_STORAGE_URL": seaweedfs.storage_url(
+        new_bucket_name("edge")), "CHUNKCAST_CDN_URL": f"http://127.0.0.1:{edge_port}"}
+    with run_server(tmp_path / "api", env=env) as api:
+        deploy(tmp_path / "nginx", [api.url.removeprefix("http://")], api.url, edge_port,
+               free_port(), {"CHUNKCAST_DATA_DIR": str(api.data_dir)})
+        with run_nginx(tmp_path / "nginx", "edge", edge_port) as nginx:
+            video = upload(api, clips / "silent.mp4")
+            media = httpx.get(f"{nginx.url}/play/{video['id']}/240p/index.m3u8")
+            segment = playlist_uris(media.text)[1]
+            direct = httpx.get(f"{api.url}{segment.removeprefix(nginx.url)}",
+                               follow_redirects=False)
+            assert direct.status_code == 307  # the API itself only redirects
+            first = httpx.get(segment, follow_redirects=False)
+            assert first.status_code == 200 and first.headers["x-cache"] == "MISS"
+            assert first.content == httpx.get(direct.headers["location"]).content
+            assert first.headers["cache-control"] == "public, max-age=31536000, immutable"
+            again = httpx.get(segment, follow_redirects=False)
+            assert again.status_code == 200 and again.headers["x-cache"] == "HIT"
+            assert again.content == first.content
+            assert nginx.upstream_requests(segment.removeprefix(nginx.url)) == 1

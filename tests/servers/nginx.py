@@ -59,6 +59,38 @@ def deploy(out: Path, apis: list[str], origin: str, edge_port: int, lb_port: int
     assert done.returncode == 0, done.stderr
 
 
+STATIC_CONF = """\
+worker_processes auto;
+pid logs/{name}.pid;
+error_log logs/{name}-error.log warn;
+events {{ worker_connections 16384; }}
+http {{
+    sendfile on;
+    tcp_nopush on;
+    log_format plain '"$request" $status';
+    access_log logs/{name}-access.log plain;
+    client_body_temp_path temp/{name}-client;
+    proxy_temp_path temp/{name}-proxy;
+    fastcgi_temp_path temp/{name}-fastcgi;
+    uwsgi_temp_path temp/{name}-uwsgi;
+    scgi_temp_path temp/{name}-scgi;
+    server {{
+        listen 127.0.0.1:{port};
+        location {location} {{ alias {root}/; }}
+    }}
+}}
+"""
+
+
+def write_static_conf(prefix: Path, name: str, port: int, location: str, root: Path) -> None:
+    """``PREFIX/NAME.conf``: nginx serving the files under ``root`` at ``location`` (a plain
+    web server, or a stand-in for a public bucket read path-style)."""
+    (prefix / "logs").mkdir(parents=True, exist_ok=True)
+    (prefix / "temp").mkdir(exist_ok=True)
+    (prefix / f"{name}.conf").write_text(STATIC_CONF.format(
+        name=name, port=port, location=location, root=root))
+
+
 def _listening(port: int) -> bool:
     with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
         return True

@@ -20,13 +20,15 @@ class NginxPlan:
     """What the two configs are made of."""
 
     apis: list[str]  # HOST:PORT of each API process
-    origin: str  # base URL of the object origin (an API: ``/media/`` and ``/private/``)
+    # Where objects come from: an API process or balancer (``http://HOST:PORT``: it serves
+    # ``/media/`` and ``/private/`` from local storage, or redirects to S3), or a bucket read
+    # path-style (``http://HOST:PORT/BUCKET``: object ``KEY`` at ``/BUCKET/KEY``).
+    origin: str
     edge_listen: str  # PORT or HOST:PORT
     lb_listen: str
     playback_secret: str  # checks signed links of private videos (nginx secure_link)
     out: Path
     cache_size: str = "10g"
-    resolver: str | None = None  # DNS for the origin's redirects to S3 by host name
 
 
 def check_plan(plan: NginxPlan) -> NginxPlan:
@@ -41,16 +43,14 @@ def check_plan(plan: NginxPlan) -> NginxPlan:
             raise InvalidInput(f"{name} {listen!r}: expected PORT or HOST:PORT")
     origin = urlsplit(plan.origin)
     if origin.scheme not in ("http", "https") or not origin.netloc \
-            or origin.path.strip("/") or origin.query or origin.fragment \
-            or any(c in plan.origin for c in ' ;{}"\'$'):
-        raise InvalidInput(f"--origin {plan.origin!r}: expected http(s)://HOST[:PORT] "
-                           "(an API process or balancer)")
+            or not re.fullmatch(r"(/[A-Za-z0-9._-]+)*/?", origin.path) \
+            or origin.query or origin.fragment or any(c in origin.netloc for c in ' ;{}"\'$'):
+        raise InvalidInput(f"--origin {plan.origin!r}: expected http(s)://HOST[:PORT] (an "
+                           "API process or balancer) or http(s)://HOST[:PORT]/BUCKET")
     if not re.fullmatch(r"[0-9a-f]{64}", plan.playback_secret):
         raise InvalidInput("the playback secret must be 64 hex digits")
     if not re.fullmatch(r"\d+[kmg]", plan.cache_size):
         raise InvalidInput(f"cache size {plan.cache_size!r}: expected e.g. 10g")
-    if plan.resolver is not None and not re.fullmatch(r"[0-9A-Fa-f:.\[\] ]+", plan.resolver):
-        raise InvalidInput(f"--resolver {plan.resolver!r}: expected addresses")
     return plan
 
 
@@ -58,8 +58,11 @@ def render(plan: NginxPlan) -> dict[str, str]:
     """``{file name: text}`` for ``edge.conf`` and ``lb.conf``."""
     check_plan(plan)
     env = Environment(loader=PackageLoader("chunkcast.deploy"), undefined=StrictUndefined,
-                      keep_trailing_newline=True, autoescape=False)  # noqa: S701 (not HTML)
-    values = {"plan": plan, "origin": plan.origin.rstrip("/"), "prefix": plan.out.resolve()}
+                      keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True,
+                      autoescape=False)  # noqa: S701 (not HTML)
+    origin = urlsplit(plan.origin)
+    values = {"plan": plan, "origin": f"{origin.scheme}://{origin.netloc}",
+              "bucket": origin.path.rstrip("/"), "prefix": plan.out.resolve()}
     return {name: env.get_template(f"{name}.j2").render(values)
             for name in ("edge.conf", "lb.conf")}
 

@@ -22,6 +22,7 @@ from chunkcast.ports.storage import ObjectStore
 from chunkcast.services.playback import Playback
 
 REDIRECT_URL_SECONDS = 600
+EDGE_HEADER = "x-chunkcast-edge"  # sent by the nginx edge that `chunkcast deploy` writes
 ExpiresQ = Annotated[int | None, Query()]
 SignatureQ = Annotated[str | None, Query()]
 
@@ -88,24 +89,32 @@ def media_router(store: LocalObjectStore, playback: Playback, metrics: Metrics, 
 
 
 def redirect_router(store: ObjectStore, playback: Playback, metrics: Metrics) -> APIRouter:
-    """``/media/{key}`` for stores that serve their own objects (S3): published media is
-    redirected to a short-lived pre-signed GET. Deployments put a CDN in front of the bucket
-    instead (``chunkcast deploy nginx``); this keeps playback working without one."""
+    """``/media/{key}`` for stores that serve their own objects (S3). A viewer is redirected
+    to a short-lived pre-signed GET; a CDN edge (it says so with ``X-Chunkcast-Edge``) is
+    given the object itself, which it caches: the bucket stays private and the API serves
+    each object about once per edge."""
     router = APIRouter(tags=["media"])
 
-    def redirect(key: str) -> Response:
+    async def answer(key: str, request: Request) -> Response:
         metrics.served(key)
-        return RedirectResponse(store.presign_get(key, REDIRECT_URL_SECONDS), status_code=307,
-                                headers={"Cache-Control": "public, max-age=60"})
+        if EDGE_HEADER not in request.headers:
+            return RedirectResponse(store.presign_get(key, REDIRECT_URL_SECONDS),
+                                    status_code=307,
+                                    headers={"Cache-Control": "public, max-age=60"})
+        if await store.stat(key) is None:
+            raise NotFound("no such object")
+        body = b"" if request.method == "HEAD" else await store.read_bytes(key)
+        return Response(body, media_type=content_type_for(key),
+                        headers={"Cache-Control": cache_control_for(key)})
 
     @router.api_route("/media/{key:path}", methods=["GET", "HEAD"])
-    async def get_object(key: str) -> Response:
+    async def get_object(key: str, request: Request) -> Response:
         await playback.check_object(keys.check_key(key), None)
-        return redirect(key)
+        return await answer(key, request)
 
     @router.api_route("/private/{key:path}", methods=["GET", "HEAD"])
-    async def get_private_object(key: str, token: TokenDep) -> Response:
+    async def get_private_object(key: str, request: Request, token: TokenDep) -> Response:
         await playback.check_object(keys.check_key(key), token)
-        return redirect(key)
+        return await answer(key, request)
 
     return router
