@@ -12,6 +12,19 @@ export function formatTime(seconds) {
   return `${h ? `${h}:` : ""}${mm}:${String(s).padStart(2, "0")}`;
 }
 
+// Icons drawn inline: emoji glyphs are missing from many systems' fonts.
+const ICONS = {
+  sound: '<svg viewBox="0 0 24 24" aria-hidden="true"><path d="M3 9h4l5-4v14l-5-4H3z" ' +
+    'fill="currentColor"/><path d="M15.5 8.5a5 5 0 0 1 0 7M18 6a8.5 8.5 0 0 1 0 12" ' +
+    'fill="none" stroke="currentColor" stroke-width="2" stroke-linecap="round"/></svg>',
+  muted: '<svg viewBox="0 0 24 24" aria-hidden="true"><path d="M3 9h4l5-4v14l-5-4H3z" ' +
+    'fill="currentColor"/><path d="M16 9l6 6M22 9l-6 6" stroke="currentColor" ' +
+    'stroke-width="2" stroke-linecap="round"/></svg>',
+  fullscreen: '<svg viewBox="0 0 24 24" aria-hidden="true"><path d="M4 9V4h5M15 4h5v5M20 ' +
+    '15v5h-5M9 20H4v-5" fill="none" stroke="currentColor" stroke-width="2" ' +
+    'stroke-linecap="round"/></svg>',
+};
+
 export function bindControls(player, video) {
   const play = $("play");
   const mute = $("mute");
@@ -20,6 +33,7 @@ export function bindControls(player, video) {
   const live = $("live");
   const select = $("quality-select");
   const fullscreen = $("fullscreen");
+  fullscreen.innerHTML = ICONS.fullscreen;
   let dragging = false;
 
   for (const rung of [...player.rungs].reverse()) {
@@ -90,7 +104,7 @@ export function bindControls(player, video) {
     const paused = video.paused;
     play.textContent = paused ? "▶" : "❚❚";
     play.setAttribute("aria-label", paused ? "Play" : "Pause");
-    mute.textContent = video.muted ? "🔇" : "🔊";
+    mute.innerHTML = video.muted ? ICONS.muted : ICONS.sound;
     mute.setAttribute("aria-label", video.muted ? "Unmute" : "Mute");
     mute.setAttribute("aria-pressed", String(video.muted));
 
