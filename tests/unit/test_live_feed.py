@@ -143,3 +143,30 @@ async def test_a_segment_whose_event_was_lost_is_taken_from_the_catalogue(
     clock.now += 6
     await feed.sweep()
     assert _seqs(viewer.texts) == [("segment", 0), ("segment", 1), ("segment", 2)]
+
+
+async def test_an_upload_s_chunks_finishing_out_of_order_leave_no_gap(
+    repo: SqlVideoRepository,
+) -> None:
+    """The feed follows every video's segments: an upload still processing (its chunks
+    transcoded in parallel, the first one last) must not have its first seqs skipped, however
+    long they take; once it is ready, a viewer gets every segment."""
+    clock = Clock()
+    feed = LiveFeed(repo, "http://cdn", gap_timeout_s=5, clock=clock)
+    video_id = new_video_id()
+    await repo.add_video(Video(video_id, VideoKind.VOD, "t", VideoStatus.PROCESSING,
+                               datetime.now(UTC)))
+    late = [_ready(video_id, seq) for seq in (2, 3)]
+    await repo.upsert_segments([Segment(e.video_id, e.rendition, e.seq, e.key, e.pts_start,
+                                        e.duration) for e in late])
+    for event in late:  # the second chunk is done first (the channel loads mid-processing)
+        await feed.on_segment(event)
+    clock.now += 60
+    await feed.sweep()
+    for seq in (0, 1):
+        await feed.on_segment(_ready(video_id, seq))
+    await feed.on_status(events.VideoStatusChanged(video_id, VideoStatus.READY.value, None))
+    viewer = Collect()
+    for item in (await feed.channel(video_id, "240p")).since(-1, 3):
+        viewer.deliver(item.text)
+    assert _seqs(viewer.texts) == [("segment", s) for s in range(4)]

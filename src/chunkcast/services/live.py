@@ -16,12 +16,14 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from chunkcast.domain import events, keys
-from chunkcast.domain.videos import Segment, VideoStatus
+from chunkcast.domain.videos import Segment, VideoKind, VideoStatus
 from chunkcast.ports.bus import EventBus
 from chunkcast.ports.repository import VideoRepository
 from chunkcast.services.playback import Signer, media_url
 
 log = logging.getLogger(__name__)
+
+COMPLETE = (VideoStatus.READY, VideoStatus.ENDED, VideoStatus.FAILED)
 
 
 class Listener(Protocol):
@@ -70,6 +72,7 @@ class LiveFeed:
         self._base = base_url
         self._signer = signer
         self._private: dict[str, bool] = {}
+        self._vod: set[str] = set()  # uploads among the videos followed
         self._gap_timeout = gap_timeout_s
         self._clock = clock
         self._channels: dict[tuple[str, str], Channel] = {}
@@ -96,13 +99,15 @@ class LiveFeed:
         video = await self._repo.get_video(video_id)
         if video is not None:
             self._private[video_id] = video.private
+            if video.kind is VideoKind.VOD:
+                self._vod.add(video_id)
         now = self._clock()
         for segment in await self._repo.segments(video_id, rendition):
             channel.pending[segment.seq] = (segment, now, None)
         self._flush(channel)
         if video is not None:
             self._status.setdefault(video_id, video.status.value)
-            if video.status is not VideoStatus.LIVE:
+            if video.status in COMPLETE:  # nothing more will come: a hole is for good
                 self._skip_gaps(channel, force=True)
         return channel
 
@@ -150,7 +155,7 @@ class LiveFeed:
         self._flush(channel)
 
     async def on_status(self, event: events.VideoStatusChanged) -> None:
-        if event.status in (VideoStatus.ENDED.value, VideoStatus.FAILED.value):
+        if event.status in {s.value for s in COMPLETE}:
             # Nothing more will come: deliver what is held, skipping what is missing, before
             # viewers hear the stream is over.
             for (video_id, _), channel in list(self._channels.items()):
@@ -166,6 +171,10 @@ class LiveFeed:
         """Skip seqs that have been missing for longer than the gap timeout, unless the
         catalogue has them (their event was lost, e.g. while the bus reconnected)."""
         for channel in list(self._channels.values()):
+            # An upload's chunks are transcoded in parallel and may take their time; one
+            # that fails for good fails the video, which completes its channels.
+            if channel.video_id in self._vod:
+                continue
             if channel.pending and self._overdue(channel):
                 await self._recover(channel)
                 self._skip_gaps(channel, force=False)
