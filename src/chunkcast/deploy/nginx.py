@@ -76,5 +76,6 @@ def write(plan: NginxPlan) -> list[Path]:
     for name, text in texts.items():
         path = plan.out / name
         path.write_text(text)
+        path.chmod(0o600)  # edge.conf holds the playback secret
         written.append(path)
     return written
