@@ -19,7 +19,7 @@ from chunkcast.domain import events, keys
 from chunkcast.domain.videos import Segment, VideoKind, VideoStatus
 from chunkcast.ports.bus import EventBus
 from chunkcast.ports.repository import VideoRepository
-from chunkcast.services.playback import Signer, media_url
+from chunkcast.services.playback import Signer, object_url
 
 log = logging.getLogger(__name__)
 
@@ -116,9 +116,10 @@ class LiveFeed:
         return self._private.get(video_id, False)
 
     def _url(self, video_id: str, key: str) -> str:
-        if self._signer is None:
-            return media_url(self._base, key)
-        return self._signer.object_url(self._base, video_id, key, self.is_private(video_id))
+        query = None
+        if self._signer is not None and self.is_private(video_id):
+            query = self._signer.query(video_id)
+        return object_url(self._base, key, query)
 
     def status(self, video_id: str) -> str | None:
         """The latest status this process has seen for a video it follows."""

@@ -64,11 +64,11 @@ class Signer:
         if verdict != "ok":
             raise Forbidden("this video is private: a valid signed link is needed")
 
-    def object_url(self, base_url: str, video_id: str, key: str, private: bool) -> str:
-        """Where a viewer fetches an object of a video."""
-        if not private:
-            return media_url(base_url, key)
-        return f"{base_url}/private/{key}?{self.query(video_id)}"
+
+def object_url(base_url: str, key: str, query: str | None) -> str:
+    """Where a viewer fetches an object: ``/media/{key}``, or for a private video (``query``
+    is then its signature, made once per playlist or message) ``/private/{key}?{query}``."""
+    return media_url(base_url, key) if query is None else f"{base_url}/private/{key}?{query}"
 
 
 def _variants(
@@ -91,13 +91,12 @@ def _media(segments: Sequence[Segment], init_uri: str, uri: Callable[[str], str]
            *, ended: bool, vod: bool, target: float, event: bool = False) -> str:
     """A rendition's media playlist; ``uri`` makes the URI of an object key."""
     items = [PlaylistSegment(s.seq, s.duration, uri(s.key), s.captured_at) for s in segments]
-    if not segments:
-        return render_media(items, init_uri, ended=ended, vod=vod, target_duration=target,
-                            event=event)
-    first = segments[0]
+
+    def gap_uri(seq: int) -> str:  # where the segment of a lost chunk would have been
+        return uri(keys.segment(segments[0].video_id, segments[0].rendition, seq))
+
     return render_media(items, init_uri, ended=ended, vod=vod, target_duration=target,
-                        event=event, gap_uri=lambda seq: uri(keys.segment(
-                            first.video_id, first.rendition, seq)))
+                        event=event, gap_uri=gap_uri)
 
 
 class Playback:
@@ -182,8 +181,10 @@ class Playback:
         segments = await source.segments(video_id, rendition)
         if not segments:
             raise NotFound("no such rendition, or no segment yet")
+        query = self.signer.query(video_id) if video.private else None
+
         def url(key: str) -> str:
-            return self.signer.object_url(self._base, video_id, key, video.private)
+            return object_url(self._base, key, query)
 
         init = url(keys.init_segment(video_id, rendition))
         growing = video.status is VideoStatus.LIVE
