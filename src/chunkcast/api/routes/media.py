@@ -101,9 +101,11 @@ def redirect_router(store: ObjectStore, playback: Playback, metrics: Metrics) ->
             return RedirectResponse(store.presign_get(key, REDIRECT_URL_SECONDS),
                                     status_code=307,
                                     headers={"Cache-Control": "public, max-age=60"})
-        if await store.stat(key) is None:
-            raise NotFound("no such object")
-        body = b"" if request.method == "HEAD" else await store.read_bytes(key)
+        # One request to the bucket; for HEAD the server leaves the body out.
+        try:
+            body = await store.read_bytes(key)
+        except FileNotFoundError as exc:
+            raise NotFound("no such object") from exc
         return Response(body, media_type=content_type_for(key),
                         headers={"Cache-Control": cache_control_for(key)})
 
