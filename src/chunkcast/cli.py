@@ -25,7 +25,13 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-from chunkcast.config import Settings, load_settings, prepare, read_admin_token
+from chunkcast.config import (
+    Settings,
+    load_settings,
+    prepare,
+    read_admin_token,
+    read_secret_key,
+)
 
 console = Console(stderr=True)
 
@@ -207,10 +213,7 @@ def cmd_deploy_nginx(args: argparse.Namespace) -> int:
     from chunkcast.domain.errors import InvalidInput
     from chunkcast.domain.signing import playback_secret
 
-    settings = _settings(args)
-    secret_file = settings.data_dir / "secret-key"
-    secret = settings.secret_key or (secret_file.read_text().strip()
-                                     if secret_file.exists() else "")
+    secret = read_secret_key(_settings(args))
     if not secret:
         console.print("[red]error: the edge checks signed links with a key derived from the "
                       "platform's secret key: set CHUNKCAST_SECRET_KEY (or --config) as for "

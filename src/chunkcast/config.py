@@ -125,15 +125,22 @@ def prepare(settings: Settings) -> Settings:
 
 def read_admin_token(settings: Settings) -> str | None:
     """The admin token a local CLI should use: configured, else the data dir's file."""
-    if settings.admin_token:
-        return settings.admin_token
-    path = settings.data_dir / "admin-token"
+    return settings.admin_token or _read(settings.data_dir / "admin-token")
+
+
+def read_secret_key(settings: Settings) -> str | None:
+    """The platform's secret key: configured, else the data dir's file (never created)."""
+    return settings.secret_key or _read(settings.data_dir / "secret-key")
+
+
+def _read(path: Path) -> str | None:
     return path.read_text().strip() if path.exists() else None
 
 
 def _read_or_create(path: Path) -> str:
-    if path.exists():
-        return path.read_text().strip()
+    existing = _read(path)
+    if existing is not None:
+        return existing
     value = new_secret(32)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as out:
