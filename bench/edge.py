@@ -29,16 +29,8 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 from tests.servers.nginx import deploy, run_nginx, write_static_conf  # noqa: E402
 
-from chunkcast.testing import Server, free_port, run_server  # noqa: E402
+from chunkcast.testing import Server, free_port, origin_served, run_server  # noqa: E402
 from common import median, source_clip, upload_and_wait, write_result  # noqa: E402
-
-
-def origin_served(api: Server) -> dict[str, float]:
-    """The API's count of playlists and objects it served, by kind."""
-    text = httpx.get(f"{api.url}/metrics").text
-    return {kind: float(value) for kind, value in
-            re.findall(r'^chunkcast_origin_requests_total\{kind="(\w+)"\} (\S+)$', text,
-                       re.MULTILINE)}
 
 
 def wrk(url: str, seconds: int, connections: int) -> dict[str, float]:

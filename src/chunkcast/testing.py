@@ -2,6 +2,7 @@
 
 import contextlib
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -107,3 +108,12 @@ def run_server(data_dir: Path, *, env: dict[str, str] | None = None,
                        health_url=f"{url}/healthz", timeout_s=timeout_s) as proc:
         token = (data_dir / "admin-token").read_text().strip()
         yield Server(url, data_dir, token, proc.pid, data_dir / "server.log")
+
+
+def origin_served(server: Server) -> dict[str, float]:
+    """What an API process has served as an origin so far, by kind (its
+    ``chunkcast_origin_requests_total`` metric): playlist, segment, init."""
+    text = httpx.get(f"{server.url}/metrics").text
+    return {kind: float(value) for kind, value in
+            re.findall(r'^chunkcast_origin_requests_total\{kind="(\w+)"\} (\S+)$', text,
+                       re.MULTILINE)}

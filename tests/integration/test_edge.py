@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from chunkcast.domain.signing import playback_secret, playback_signature
-from chunkcast.testing import Server, free_port, make_clip, run_server
+from chunkcast.testing import Server, free_port, make_clip, origin_served, run_server
 from tests.conftest import LIVE_ENV
 from tests.integration.api import admin, put, wait_done
 from tests.integration.live_support import (
@@ -46,10 +46,7 @@ class Edge:
 
     def served(self, kind: str) -> float:
         """The origin's count of objects or playlists of ``kind`` it has served."""
-        text = httpx.get(f"{self.api.url}/metrics").text
-        found = re.search(rf'^chunkcast_origin_requests_total{{kind="{kind}"}} (\S+)$', text,
-                          re.MULTILINE)
-        return float(found.group(1)) if found else 0.0
+        return origin_served(self.api).get(kind, 0.0)
 
 
 @pytest.fixture(scope="module")
