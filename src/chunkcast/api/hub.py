@@ -19,6 +19,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from chunkcast.api.wire import Frames, Wire, is_open
 from chunkcast.domain.errors import ChunkcastError
 from chunkcast.domain.ids import check_rendition, check_video_id
+from chunkcast.domain.videos import RenditionInfo
 from chunkcast.ports.repository import VideoRepository
 from chunkcast.services.live import Channel, LiveFeed
 from chunkcast.services.playback import Signer
@@ -139,7 +140,7 @@ class Hub:
         self.feed = feed
         self._signer = signer
         self._repo = repo
-        self._inits: dict[tuple[str, str], str] = {}
+        self._renditions: dict[tuple[str, str], RenditionInfo] = {}  # codecs known
         self._limit = queue_limit
         self._start = start_segments
         self._counts: dict[str, int] = {}
@@ -165,7 +166,7 @@ class Hub:
             await websocket.close(1008, "no such video or rendition")
             return
         channel = await self.feed.channel(video_id, rendition)
-        if (video_id, rendition) not in self._inits and not channel.items:
+        if (video_id, rendition) not in self._renditions and not channel.items:
             # The ladder is known but no segment of this rendition is stored yet: its codecs
             # come with the first one, which a player needs before it can start.
             await self._first_segment(channel)
@@ -191,22 +192,21 @@ class Hub:
             channel.listeners.discard(waiter)
 
     async def _init_message(self, video_id: str, rendition: str) -> str | None:
-        """The ``init`` message, from the catalogue once, then from memory."""
+        """The ``init`` message. The rendition comes from the catalogue until its codecs are
+        known (its first segment is stored), then from memory; the message is made for each
+        viewer (a private video's carries a freshly signed URL)."""
         key = (video_id, rendition)
-        if key in self._inits:
-            return self._inits[key]
-        infos = {i.rendition.name: i for i in await self._repo.renditions(video_id)}
-        info = infos.get(rendition)
+        info = self._renditions.get(key)
         if info is None:
-            return None
-        r = info.rendition
+            infos = {i.rendition.name: i for i in await self._repo.renditions(video_id)}
+            info = infos.get(rendition)
+            if info is None:
+                return None
+            if info.codecs is not None:
+                self._renditions[key] = info
         await self.feed.channel(video_id, rendition)  # knows whether the video is private
-        text = self.feed.init_message(video_id, rendition, info.codecs, r.width, r.height)
-        # Kept once the codecs are known (the first segment is stored); a private video's
-        # carries a signed URL, made afresh for each viewer.
-        if info.codecs is not None and not self.feed.is_private(video_id):
-            self._inits[key] = text
-        return text
+        r = info.rendition
+        return self.feed.init_message(video_id, rendition, info.codecs, r.width, r.height)
 
     async def serve(self, websocket: WebSocket, channel: Channel, init: str,
                     since: int | None, wire: Wire | None = None) -> None:
