@@ -21,6 +21,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).parent))
 from chunkcast.domain.ladder import choose_ladder
 from chunkcast.media.argv import EncodeOptions, ladder_argv
+from chunkcast.media.inputs import MediaInput
 from chunkcast.media.process import ffmpeg_path
 from chunkcast.testing import Server, run_server
 from common import median, source_clip, upload_and_wait, write_result
@@ -35,7 +36,8 @@ def raw_ffmpeg(source: Path, preset: str) -> float:
         out = Path(tmp)
         for r in renditions:
             (out / r.name).mkdir()
-        argv = ladder_argv(ffmpeg_path(), str(source), renditions, out, has_audio=True,
+        argv = ladder_argv(ffmpeg_path(), MediaInput(str(source), "mov"), renditions, out,
+                           has_audio=True,
                            opts=EncodeOptions(preset=preset))
         started = time.perf_counter()
         subprocess.run(argv, check=True)

@@ -26,7 +26,10 @@ from rich.progress import (
 )
 
 from chunkcast.config import (
+    MIN_SECRET_KEY_CHARS,
     Settings,
+    WeakSecret,
+    check_secret,
     load_settings,
     prepare,
     read_admin_token,
@@ -107,13 +110,14 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def cmd_api(args: argparse.Namespace) -> int:
-    return _serve(prepare(_settings(args)), args.host, args.port, run_workers=False)
+    return _serve(prepare(_settings(args), generate=False), args.host, args.port,
+                  run_workers=False)
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
     from chunkcast.runtime import open_platform, run_consumers
 
-    settings = prepare(_settings(args))
+    settings = prepare(_settings(args), generate=False)
     unknown = set(args.group or ()) - set(settings.groups)
     if unknown:
         console.print(f"[red]unknown rendition group(s): {', '.join(sorted(unknown))}[/]")
@@ -209,23 +213,30 @@ def cmd_stream_create(args: argparse.Namespace) -> int:
 
 
 def cmd_deploy_nginx(args: argparse.Namespace) -> int:
+    from rich.markup import escape
+
     from chunkcast.deploy.nginx import NginxPlan, write
     from chunkcast.domain.errors import InvalidInput
-    from chunkcast.domain.signing import playback_secret
+    from chunkcast.domain.signing import edge_secret, playback_secret
 
     secret = read_secret_key(_settings(args))
     if not secret:
-        console.print("[red]error: the edge checks signed links with a key derived from the "
-                      "platform's secret key: set CHUNKCAST_SECRET_KEY (or --config) as for "
-                      "the API processes[/]")
+        console.print("[red]error: the edge checks signed links and proves itself to the API "
+                      "with keys derived from the platform's secret key: set "
+                      "CHUNKCAST_SECRET_KEY (or --config) as for the API processes[/]")
         return 2
+    check_secret("CHUNKCAST_SECRET_KEY", secret, MIN_SECRET_KEY_CHARS)  # WeakSecret: exit 2
     plan = NginxPlan(apis=args.api, origin=args.origin, edge_listen=args.edge_listen,
                      lb_listen=args.lb_listen, playback_secret=playback_secret(secret),
-                     out=args.out, cache_size=args.cache_size)
+                     edge_secret=edge_secret(secret), out=args.out,
+                     cache_size=args.cache_size)
     try:
         written = write(plan)
     except InvalidInput as exc:
-        console.print(f"[red]error: {exc.message}[/]")
+        console.print(f"[red]error: {escape(exc.message)}[/]")
+        return 2
+    except OSError as exc:  # e.g. a config path that is a symlink (refused)
+        console.print(f"[red]error: cannot write the configs: {escape(str(exc))}[/]")
         return 2
     out = args.out.resolve()
     for path in written:
@@ -312,7 +323,11 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
     args = build_parser().parse_args(argv)
-    code: int = args.func(args)
+    try:
+        code: int = args.func(args)
+    except WeakSecret as exc:
+        console.print(f"[red]{exc}[/]")
+        return 2
     return code
 
 

@@ -58,6 +58,10 @@ class Settings(BaseSettings):
     max_attempts: int = Field(3, ge=1)
     stop_grace_seconds: float = Field(60.0, ge=0)
     max_upload_bytes: int = Field(20 * 1024**3, gt=0)
+    max_chunk_bytes: int = Field(64 * 1024**2, gt=0)  # one live chunk
+    max_source_seconds: float = Field(24 * 3600.0, gt=0)  # longest upload accepted
+    transcode_timeout_factor: float = Field(20.0, gt=0)  # ffmpeg s per media s, plus 60 s
+    live_seq_window: int = Field(300, ge=10, le=100_000)  # chunk seqs ahead of the last one
     upload_url_seconds: int = Field(3600, ge=60)
     playback_url_seconds: int = Field(4 * 3600, ge=60)  # lifetime of private playback URLs
     live_window_segments: int = Field(6, ge=3)
@@ -112,9 +116,43 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
     })
 
 
-def prepare(settings: Settings) -> Settings:
+# A configured secret must look like one: the secret key signs every URL and derives the
+# playback and edge secrets; the admin token opens every write endpoint.
+MIN_SECRET_KEY_CHARS = 32
+MIN_ADMIN_TOKEN_CHARS = 16
+MIN_DISTINCT_CHARS = 10
+
+
+class WeakSecret(ValueError):
+    """A secret that is missing where it must be configured, or too easy to guess."""
+
+
+def check_secret(name: str, value: str, min_chars: int) -> None:
+    """Refuse short or repetitive secrets (``dev``, ``changeme``, ``aaaa…``)."""
+    if len(value) < min_chars or len(set(value)) < MIN_DISTINCT_CHARS:
+        raise WeakSecret(
+            f"{name} is too weak: use at least {min_chars} random characters "
+            '(e.g. python3 -c "import secrets; print(secrets.token_urlsafe(32))")')
+
+
+def prepare(settings: Settings, *, generate: bool = True) -> Settings:
     """Create the data dir and, when not configured, the secret key and admin token files
-    (generated once, mode 0600). Returns the settings with both filled in."""
+    (generated once, mode 0600). Returns the settings with both filled in.
+
+    Configured secrets are checked for strength. Without ``generate`` (the distributed
+    roles, whose processes must all share them) both must be configured: a process that
+    made its own key would refuse the others' signed URLs."""
+    if not generate:
+        missing = [name for name, value in (("CHUNKCAST_SECRET_KEY", settings.secret_key),
+                                            ("CHUNKCAST_ADMIN_TOKEN", settings.admin_token))
+                   if not value]
+        if missing:
+            raise WeakSecret(f"{' and '.join(missing)} must be set, the same on every API "
+                             "and worker process")
+    if settings.secret_key:
+        check_secret("CHUNKCAST_SECRET_KEY", settings.secret_key, MIN_SECRET_KEY_CHARS)
+    if settings.admin_token:
+        check_secret("CHUNKCAST_ADMIN_TOKEN", settings.admin_token, MIN_ADMIN_TOKEN_CHARS)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     return settings.model_copy(update={
         "secret_key": settings.secret_key or _read_or_create(settings.data_dir / "secret-key"),

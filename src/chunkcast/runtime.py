@@ -72,10 +72,13 @@ class Platform:
         self.playback = Playback(self.repo, self.store, signer, s.media_base_url, s.public_url,
                                  s.segment_seconds, live_window=s.live_window_segments)
         self.videos = Videos(self.repo, self.store, self.bus, self.lifecycle, self.metrics,
-                             upload_url_seconds=s.upload_url_seconds)
+                             upload_url_seconds=s.upload_url_seconds,
+                             max_upload_bytes=s.max_upload_bytes)
         self.streams = Streams(self.repo, self.store, self.bus, self.lifecycle, self.playback,
                                s.groups, chunk_url_seconds=s.upload_url_seconds,
-                               idle_timeout_s=s.live_idle_timeout_seconds)
+                               idle_timeout_s=s.live_idle_timeout_seconds,
+                               seq_window=s.live_seq_window,
+                               max_chunk_bytes=s.max_chunk_bytes)
 
     async def start(self) -> None:
         """What must exist before the first request: the bucket, and the consumer groups of
@@ -96,14 +99,16 @@ class Platform:
         s = self.settings
         name = f"{socket.gethostname()}-{os.getpid()}"
         splitter = Splitter(self.repo, self.store, self.bus, self.lifecycle, s.groups,
-                            chunk_seconds=s.vod_chunk_seconds, segment_seconds=s.segment_seconds)
+                            chunk_seconds=s.vod_chunk_seconds, segment_seconds=s.segment_seconds,
+                            max_source_seconds=s.max_source_seconds)
         out = [self._consumer(events.SOURCES, SPLITTER_GROUP, name,
                               {events.SourceUploaded: splitter.handle}, concurrency=1)]
         options = EncodeOptions(preset=s.x264_preset, segment_seconds=s.segment_seconds)
         for group in groups or list(s.groups):
             transcoder = Transcoder(
                 self.repo, self.store, self.bus, self.lifecycle, self.playback, self.metrics,
-                TranscodeConfig(ffmpeg_path(s.ffmpeg), group, s.groups, options),
+                TranscodeConfig(ffmpeg_path(s.ffmpeg), group, s.groups, options,
+                                timeout_per_media_s=s.transcode_timeout_factor),
             )
             out.append(self._consumer(events.CHUNKS, group, name,
                                       {events.ChunkUploaded: transcoder.handle},

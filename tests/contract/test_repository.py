@@ -212,6 +212,16 @@ async def test_add_chunk_is_new_once_and_moves_last_chunk_at(repo: VideoReposito
     assert await repo.chunks(video.id) == [chunk(video.id, 0)]
 
 
+async def test_last_chunk_seq_is_the_highest_recorded(repo: VideoRepository) -> None:
+    video = await added(repo, kind=VideoKind.LIVE, status=VideoStatus.IDLE)
+    other = await added(repo, kind=VideoKind.LIVE, status=VideoStatus.IDLE)
+    assert await repo.last_chunk_seq(video.id) is None
+    for seq in (3, 7, 5):
+        await repo.add_chunk(chunk(video.id, seq), at=T0)
+    await repo.add_chunk(chunk(other.id, 90), at=T0)
+    assert await repo.last_chunk_seq(video.id) == 7
+
+
 async def test_quiet_streams_are_live_streams_without_a_recent_chunk(
     repo: VideoRepository,
 ) -> None:

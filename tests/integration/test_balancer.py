@@ -1,7 +1,7 @@
 """The nginx load balancer that `chunkcast deploy nginx` writes, in front of two real
 `chunkcast api` processes (PostgreSQL, Redis, a shared local object store, one worker):
 WebSocket viewers spread over both, and when one process dies its viewers reconnect
-through the balancer and miss no segment."""
+through the balancer and miss no segment. Also: its body limits and its logs."""
 
 import asyncio
 import contextlib
@@ -21,7 +21,8 @@ import httpx
 import pytest
 import websockets
 
-from chunkcast.testing import Server, free_port, run_chunkcast
+from chunkcast.testing import Server, free_port, run_chunkcast, run_server
+from tests.integration.api import admin, put
 from tests.integration.live_support import create_stream, start_broadcast, wait_for_renditions
 from tests.servers.nginx import Nginx, deploy, run_nginx
 from tests.servers.postgres import PostgresServer, create_database
@@ -159,3 +160,27 @@ def test_viewers_of_a_dead_api_process_resume_through_the_balancer(
             broadcast.wait(20)
         if broadcast.poll() is None:
             broadcast.kill()
+
+
+def test_the_balancer_caps_bodies_but_streams_uploads_and_logs_no_signatures(
+    tmp_path: Path, clips: Path,
+) -> None:
+    """JSON bodies stop at 64 KiB at nginx; a source PUT to its pre-signed URL on the
+    balancer streams through whatever its size; the access log has no query strings."""
+    lb_port = free_port()
+    lb_url = f"http://127.0.0.1:{lb_port}"
+    with run_server(tmp_path / "api", env={"CHUNKCAST_PUBLIC_URL": lb_url}) as api:
+        deploy(tmp_path / "nginx", [api.url.removeprefix("http://")], api.url, free_port(),
+               lb_port, {"CHUNKCAST_DATA_DIR": str(api.data_dir)})
+        with run_nginx(tmp_path / "nginx", "lb", lb_port) as lb, \
+                admin(Server(lb_url, api.data_dir, api.token, lb.pid, api.log)) as client:
+            too_big = client.post("/api/v1/videos", json={"title": "x" * 100_000})
+            assert too_big.status_code == 413 and "text/html" in too_big.headers["content-type"]
+            created = client.post("/api/v1/videos", json={"title": "big"})
+            assert created.status_code == 201, created.text
+            assert created.json()["upload"]["url"].startswith(f"{lb_url}/media/")
+            source = (clips / "long.mp4").read_bytes()
+            assert len(source) > 4 * 64 * 1024
+            assert put(created.json(), source).status_code == 200
+            log = lb.wait_logged('"PUT /media/')
+            assert not [line for line in log if "?" in line.split('"')[1]], log

@@ -1,12 +1,15 @@
 """The nginx edge that `chunkcast deploy nginx` writes, in front of a real `chunkcast up`:
-request coalescing, live playlist micro-caching, and signed playback of private videos
-checked at the edge and at the origin."""
+request coalescing, live playlist micro-caching, signed playback of private videos checked
+at the edge and at the origin, the privacy check before every `/media/` object, and the
+edge secret that makes an S3-backed API hand over objects."""
 
 import asyncio
 import contextlib
+import json
 import math
 import os
 import re
+import secrets
 import signal
 import subprocess
 import time
@@ -18,7 +21,8 @@ from typing import Any
 import httpx
 import pytest
 
-from chunkcast.domain.signing import playback_secret, playback_signature
+from chunkcast.adapters.storage.s3 import make_client
+from chunkcast.domain.signing import edge_secret, playback_secret, playback_signature
 from chunkcast.testing import Server, free_port, make_clip, origin_served, run_server
 from tests.conftest import LIVE_ENV
 from tests.integration.api import admin, put, wait_done
@@ -31,7 +35,7 @@ from tests.integration.live_support import (
     watch,
 )
 from tests.servers.nginx import Nginx, deploy, run_nginx, write_static_conf
-from tests.servers.seaweedfs import SeaweedServer, new_bucket_name
+from tests.servers.seaweedfs import SeaweedServer, drop_bucket, new_bucket_name
 
 pytestmark = pytest.mark.integration
 
@@ -60,8 +64,7 @@ def edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Edge]:
         deploy(root / "nginx", [api_host], api.url, edge_port, free_port(),
                {"CHUNKCAST_DATA_DIR": str(api.data_dir)})
         with run_nginx(root / "nginx", "edge", edge_port) as nginx:
-            secret = playback_secret((api.data_dir / "secret-key").read_text().strip())
-            yield Edge(api, nginx, secret)
+            yield Edge(api, nginx, playback_secret(secret_key(api)))
 
 
 def upload(server: Server, path: Path, *, private: bool = False) -> dict[str, Any]:
@@ -73,6 +76,26 @@ def upload(server: Server, path: Path, *, private: bool = False) -> dict[str, An
         video = wait_done(client, created.json()["id"])
         assert video["status"] == "ready", video
         return video
+
+
+def secret_key(server: Server) -> str:
+    return (server.data_dir / "secret-key").read_text().strip()
+
+
+def wait_status(url: str, status: int, timeout_s: float = 10.0) -> float:
+    """Poll ``url`` until it answers ``status``; the seconds that took."""
+    started = time.monotonic()
+    while (answer := httpx.get(url, follow_redirects=False)).status_code != status:
+        assert time.monotonic() - started < timeout_s, (url, answer.status_code)
+        time.sleep(0.1)
+    return time.monotonic() - started
+
+
+def no_signatures_logged(nginx: Nginx, last: str) -> None:
+    """Signed links (``e=…&st=…``, ``signature=``) are replayable: not in the access log
+    (read once it has the request for the path ``last``)."""
+    lines = nginx.wait_logged(f" {last} ")
+    assert not [line for line in lines if re.search(r"[?&](st|e|signature|expires)=", line)]
 
 
 def playlist_uris(text: str) -> list[str]:
@@ -220,19 +243,69 @@ def test_private_videos_play_only_through_valid_signed_links(edge: Edge, tmp_pat
         answer = httpx.get(edge.api.url + path)
         assert answer.status_code == status, (name, answer.text)
         assert answer.headers["cache-control"] == "no-store"
-    # The public path through the edge is refused by the origin, and not cached.
+    # The public path through the edge is refused there (the API says the video is
+    # private), and the object is never fetched.
     public = segment_path.replace("/private/", "/media/", 1)
     assert httpx.get(edge.edge.url + public).status_code == 403
     assert httpx.get(edge.edge.url + public).headers.get("x-cache") != "HIT"
+    assert edge.edge.upstream_requests(public) == 0
     # A private video is not listed for everyone, but is for the admin.
     listed = httpx.get(f"{edge.api.url}/api/v1/videos?limit=100").json()["items"]
     assert vid not in {v["id"] for v in listed}
     with admin(edge.api) as client:
         assert vid in {v["id"] for v in client.get("/api/v1/videos?limit=100").json()["items"]}
-        # Public again: plain links work.
+        # Public again: plain links work (the origin and the edge remember privacy for 2 s
+        # each).
         assert client.patch(f"/api/v1/videos/{vid}", json={"private": False}).status_code == 200
-    time.sleep(2.5)  # the origin remembers privacy for 2 s
-    assert httpx.get(edge.api.url + public).status_code == 200
+    wait_status(edge.api.url + public, 200)
+    wait_status(edge.edge.url + public, 200)
+    no_signatures_logged(edge.edge, public)
+
+
+def test_playlist_arguments_the_api_ignores_do_not_split_the_cache(
+    edge: Edge, clips: Path,
+) -> None:
+    """Made-up query arguments neither miss the cache nor reach the API; ``dvr`` counts as
+    the API reads it."""
+    video = upload(edge.api, clips / "silent.mp4")
+    rendition = video["renditions"][0]["name"]
+    base = f"{edge.edge.url}/play/{video['id']}/{rendition}/index.m3u8"
+    first = httpx.get(f"{base}?dvr=1&x={secrets.token_hex(8)}")
+    assert first.status_code == 200 and first.text.startswith("#EXTM3U")
+    before = edge.served("playlist")
+    for dvr in ("1", "true", "on"):
+        again = httpx.get(f"{base}?x={secrets.token_hex(8)}&dvr={dvr}&y=")
+        assert again.status_code == 200 and again.headers["x-cache"] == "HIT", dvr
+        assert again.text == first.text
+    assert edge.served("playlist") == before
+
+
+def test_a_public_video_made_private_stops_playing_at_the_edge_within_seconds(
+    edge: Edge, clips: Path,
+) -> None:
+    video = upload(edge.api, clips / "silent.mp4")
+    vid = video["id"]
+    media = httpx.get(f"{edge.edge.url}/play/{vid}/{video['renditions'][0]['name']}/index.m3u8")
+    segment = playlist_uris(media.text)[1]
+    assert httpx.get(segment).status_code == 200
+    assert httpx.get(segment).headers["x-cache"] == "HIT"  # the edge has the object
+    with admin(edge.api) as client:
+        assert client.patch(f"/api/v1/videos/{vid}", json={"private": True}).status_code == 200
+        token = client.get(f"/api/v1/videos/{vid}").json()["playback"]["token"]
+    # The API remembers privacy for 2 s, the edge its answer for 2 s.
+    assert wait_status(segment, 403, timeout_s=10) < 6
+    signed_url = segment.replace("/media/", "/private/", 1) + f"?{token}"
+    assert httpx.get(signed_url).status_code == 200
+    no_signatures_logged(edge.edge, signed_url.removeprefix(edge.edge.url).split("?")[0])
+
+
+def test_the_edge_caps_request_bodies(edge: Edge) -> None:
+    """Viewers only read: a large body is refused by nginx before the API sees it."""
+    answer = httpx.post(f"{edge.edge.url}/api/v1/videos", json={"title": "x" * 100_000},
+                        headers={"Authorization": f"Bearer {edge.api.token}"})
+    assert answer.status_code == 413 and "text/html" in answer.headers["content-type"]
+    assert httpx.put(f"{edge.edge.url}/media/media/{'a' * 16}/x.m4s",
+                     content=b"x" * 1000).status_code == 403
 
 
 def test_the_edge_serves_what_it_has_when_the_origin_is_down(tmp_path: Path) -> None:
@@ -256,13 +329,20 @@ def test_the_edge_serves_what_it_has_when_the_origin_is_down(tmp_path: Path) -> 
                 time.sleep(0.2)
             segment = playlist_uris(text)[-1]
             assert httpx.get(segment).status_code == 200
+            fetched = time.monotonic()
             os.kill(api.pid, signal.SIGKILL)  # the origin is gone
-            time.sleep(2.5)  # the live playlist (max-age=1, whole seconds) is now stale
-            stale = httpx.get(playlist)
+            # The live playlist (max-age=1, whole seconds) turns stale, and is served so.
+            deadline = time.monotonic() + 10
+            while (stale := httpx.get(playlist)).headers.get("x-cache") != "STALE":
+                assert time.monotonic() < deadline, stale.headers
+                time.sleep(0.1)
             assert stale.status_code == 200 and stale.text == text
-            assert stale.headers["x-cache"] == "STALE"
-            cached = httpx.get(segment)
-            assert cached.status_code == 200 and cached.headers["x-cache"] == "HIT"
+            # The segment too, for longer than the edge trusts the API's word that its video
+            # is public (2 s): while the API is down, its last answer stands.
+            while time.monotonic() - fetched < 3:
+                cached = httpx.get(segment)
+                assert cached.status_code == 200 and cached.headers["x-cache"] == "HIT"
+                time.sleep(0.2)
             assert httpx.get(f"{nginx.url}/edge/healthz").status_code == 200
 
 
@@ -330,3 +410,87 @@ def test_with_s3_storage_the_api_gives_the_edge_objects_and_viewers_redirects(
             assert again.status_code == 200 and again.headers["x-cache"] == "HIT"
             assert again.content == first.content
             assert nginx.upstream_requests(segment.removeprefix(nginx.url)) == 1
+            # Only the edge secret makes the API hand over the object; a header without it
+            # (or with another platform's) gets the redirect.
+            path = segment.removeprefix(nginx.url)
+            secret = edge_secret(secret_key(api))
+            for value in (None, "1", "0" * 64, edge_secret("another platform")):
+                headers = {} if value is None else {"X-Chunkcast-Edge": value}
+                answer = httpx.get(api.url + path, headers=headers, follow_redirects=False)
+                assert answer.status_code == 307, value
+            handed = httpx.get(api.url + path, headers={"X-Chunkcast-Edge": secret},
+                               follow_redirects=False)
+            assert handed.status_code == 200 and handed.content == first.content
+            # Nor is the API's privacy check for the edge an oracle for others.
+            check = f"{api.url}/edge/public/{video['id']}"
+            assert httpx.get(check).status_code == 403
+            assert httpx.get(check, headers={"X-Chunkcast-Edge": "1"}).status_code == 403
+            assert httpx.get(check, headers={"X-Chunkcast-Edge": secret}).status_code == 204
+            assert httpx.get(f"{nginx.url}/edge/public/{video['id']}").status_code == 404
+
+
+def allow_anonymous_reads(seaweedfs: SeaweedServer, bucket: str, prefix: str) -> None:
+    """A bucket policy: anyone may GET objects under ``prefix`` (what a bucket origin of
+    the edge needs), nothing else."""
+    policy = {"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Principal": "*", "Action": ["s3:GetObject"],
+        "Resource": [f"arn:aws:s3:::{bucket}/{prefix}*"]}]}
+    client = make_client(seaweedfs.endpoint, seaweedfs.region,
+                         access_key=seaweedfs.access_key, secret_key=seaweedfs.secret_key)
+    try:
+        client.put_bucket_policy(Bucket=bucket, Policy=json.dumps(policy))
+    finally:
+        client.close()
+
+
+def test_with_a_bucket_origin_the_edge_checks_privacy_before_media(
+    tmp_path: Path, clips: Path, seaweedfs: SeaweedServer,
+) -> None:
+    """``--origin http://S3/BUCKET`` whose media/ anyone may read: the edge alone stands
+    between viewers and the objects. A private video's objects are refused under /media/
+    (an expired signed link with /private/ swapped for /media/ included) while its signed
+    links play; a public video made private stops playing there within seconds."""
+    bucket = new_bucket_name("edge-origin")
+    edge_port = free_port()
+    env = {**seaweedfs.env(), "CHUNKCAST_STORAGE_URL": seaweedfs.storage_url(bucket),
+           "CHUNKCAST_CDN_URL": f"http://127.0.0.1:{edge_port}",
+           "CHUNKCAST_VOD_CHUNK_SECONDS": "4"}
+    try:
+        with run_server(tmp_path / "api", env=env) as api:  # it makes the bucket
+            allow_anonymous_reads(seaweedfs, bucket, "media/")
+            out = tmp_path / "nginx"
+            deploy(out, [api.url.removeprefix("http://")], f"{seaweedfs.endpoint}/{bucket}",
+                   edge_port, free_port(), {"CHUNKCAST_DATA_DIR": str(api.data_dir)})
+            with run_nginx(out, "edge", edge_port) as nginx:
+                edge = Edge(api, nginx, playback_secret(secret_key(api)))
+                public = upload(api, clips / "silent.mp4")
+                private = upload(api, clips / "silent.mp4", private=True)
+
+                media = httpx.get(f"{nginx.url}/play/{public['id']}/240p/index.m3u8")
+                segment = playlist_uris(media.text)[1]
+                played = httpx.get(segment)
+                assert played.status_code == 200 and len(played.content) > 1000
+                key = segment.split("/media/", 1)[1]
+                assert played.content == httpx.get(f"{seaweedfs.endpoint}/{bucket}/{key}").content
+
+                token = private["playback"]["token"]
+                signed_media = httpx.get(
+                    f"{nginx.url}/play/{private['id']}/240p/index.m3u8?{token}")
+                uris = playlist_uris(signed_media.text)
+                assert uris and all("/private/media/" in u for u in uris)
+                assert all(httpx.get(u).status_code == 200 for u in uris)
+                path = uris[1].removeprefix(nginx.url).split("?")[0]
+                late = signed(edge, path, private["id"], int(time.time()) - 5)
+                assert httpx.get(nginx.url + late).status_code == 410
+                for url in (path, late):
+                    swapped = url.replace("/private/", "/media/", 1)
+                    assert httpx.get(nginx.url + swapped).status_code == 403, swapped
+                    assert nginx.upstream_requests(swapped.split("?")[0]) == 0
+
+                with admin(api) as client:
+                    assert client.patch(f"/api/v1/videos/{public['id']}",
+                                        json={"private": True}).status_code == 200
+                assert wait_status(segment, 403, timeout_s=10) < 6
+                no_signatures_logged(nginx, segment.removeprefix(nginx.url))
+    finally:
+        drop_bucket(seaweedfs, bucket)

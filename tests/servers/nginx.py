@@ -41,6 +41,18 @@ class Nginx:
         path = self.prefix / "logs" / f"{self.conf}-access.log"
         return path.read_text().splitlines() if path.exists() else []
 
+    def wait_logged(self, request: str, timeout_s: float = 10.0) -> list[str]:
+        """The access log once a line holds ``request`` (e.g. ``"PUT /media/``): nginx logs
+        a request just after answering it."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            lines = self.access_log()
+            if any(request in line for line in lines):
+                return lines
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{request!r} not in the access log: {lines[-20:]}")
+            time.sleep(0.05)
+
     def upstream_requests(self, path: str) -> int:
         """Requests for ``path`` (query string ignored) that this nginx sent upstream."""
         pattern = re.compile(r'"[A-Z]+ ' + re.escape(path) + r'(\?\S*)? HTTP')

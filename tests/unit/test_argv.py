@@ -9,7 +9,16 @@ from pathlib import Path
 import pytest
 
 from chunkcast.domain.ladder import Rendition
-from chunkcast.media.argv import TIMELINE_OFFSET_S, EncodeOptions, InputRange, ladder_argv
+from chunkcast.media.argv import (
+    TIMELINE_OFFSET_S,
+    EncodeOptions,
+    InputRange,
+    ladder_argv,
+    live_chunk_argv,
+)
+from chunkcast.media.inputs import MediaInput
+
+SOURCE = MediaInput("in.mp4", "mov")
 
 R240 = Rendition("240p", 426, 240, 400, 96, 30.0)
 R360 = Rendition("360p", 640, 360, 800, 128, 30.0)
@@ -17,6 +26,7 @@ R360 = Rendition("360p", 640, 360, 800, 128, 30.0)
 EXPECTED_WITH_AUDIO = [
     "ffmpeg", "-hide_banner", "-nostdin", "-nostats", "-loglevel", "error", "-y",
     "-ss", "10", "-t", "10",
+    "-f", "mov", "-protocol_whitelist", "file",
     "-i", "in.mp4",
     "-filter_complex",
     "[0:v:0]split=2[s0][s1];"
@@ -55,6 +65,7 @@ EXPECTED_WITH_AUDIO = [
 EXPECTED_WITHOUT_AUDIO = [
     "ffmpeg", "-hide_banner", "-nostdin", "-nostats", "-loglevel", "error", "-y",
     "-ss", "10", "-t", "10",
+    "-f", "mov", "-protocol_whitelist", "file",
     "-i", "in.mp4",
     "-filter_complex",
     "[0:v:0]split=2[s0][s1];"
@@ -90,7 +101,7 @@ EXPECTED_WITHOUT_AUDIO = [
 
 
 def golden_argv(*, has_audio: bool) -> list[str]:
-    return ladder_argv("ffmpeg", "in.mp4", [R240, R360], Path("/out"), has_audio=has_audio,
+    return ladder_argv("ffmpeg", SOURCE, [R240, R360], Path("/out"), has_audio=has_audio,
                        opts=EncodeOptions(), window=InputRange(10, 10), first_seq=5)
 
 
@@ -127,7 +138,7 @@ def test_the_source_is_decoded_once() -> None:
 )
 def test_gop_is_one_segment_long(fps: float, segment_seconds: int, gop: int) -> None:
     r = Rendition("720p", 1280, 720, 2800, 128, fps)
-    argv = ladder_argv("ffmpeg", "in.mp4", [r], Path("/out"), has_audio=True,
+    argv = ladder_argv("ffmpeg", SOURCE, [r], Path("/out"), has_audio=True,
                        opts=EncodeOptions(segment_seconds=segment_seconds))
     assert values_of(argv, "-g") == [str(gop)]
     assert values_of(argv, "-keyint_min") == [str(gop)]
@@ -143,7 +154,7 @@ def test_gop_is_one_segment_long(fps: float, segment_seconds: int, gop: int) -> 
 )
 def test_rate_control(video_kbps: int, maxrate: str, bufsize: str) -> None:
     r = Rendition("720p", 1280, 720, video_kbps, 128, 30.0)
-    argv = ladder_argv("ffmpeg", "in.mp4", [r], Path("/out"), has_audio=False,
+    argv = ladder_argv("ffmpeg", SOURCE, [r], Path("/out"), has_audio=False,
                        opts=EncodeOptions())
     assert values_of(argv, "-b:v") == [f"{video_kbps}k"]
     assert values_of(argv, "-maxrate") == [maxrate]
@@ -162,7 +173,7 @@ def test_rate_control(video_kbps: int, maxrate: str, bufsize: str) -> None:
 def test_window_sets_seek_timestamps_and_numbering(
     window: InputRange, first_seq: int, seek: list[str]
 ) -> None:
-    argv = ladder_argv("ffmpeg", "in.mp4", [R240, R360], Path("/out"), has_audio=True,
+    argv = ladder_argv("ffmpeg", SOURCE, [R240, R360], Path("/out"), has_audio=True,
                        opts=EncodeOptions(), window=window, first_seq=first_seq)
     assert [*values_of(argv, "-ss"), *values_of(argv, "-t")] == seek
     assert argv.index("-ss") < argv.index("-i"), "input seeking: -ss before -i"
@@ -173,11 +184,15 @@ def test_window_sets_seek_timestamps_and_numbering(
 
 
 def test_whole_source_without_window() -> None:
-    argv = ladder_argv("/opt/ffmpeg", "s3://bucket/src", [R240], Path("/tmp/job"),
+    source = MediaInput("https://s3.example.com/bucket/src?X-Amz-Signature=x", "matroska")
+    argv = ladder_argv("/opt/ffmpeg", source, [R240], Path("/tmp/job"),
                        has_audio=True, opts=EncodeOptions(preset="medium", loglevel="warning"))
     assert argv[0] == "/opt/ffmpeg"
     assert "-ss" not in argv and "-t" not in argv
-    assert values_of(argv, "-i") == ["s3://bucket/src"]
+    assert values_of(argv, "-i") == [source.url]
+    # Read only as the container the probe found, over https and nothing else.
+    assert values_of(argv, "-f")[0] == "matroska"
+    assert values_of(argv, "-protocol_whitelist") == ["https,tls,tcp"]
     assert [float(v) for v in values_of(argv, "-output_ts_offset")] == [TIMELINE_OFFSET_S]
     assert values_of(argv, "-start_number") == ["0"]
     assert values_of(argv, "-preset") == ["medium"]
@@ -187,8 +202,23 @@ def test_whole_source_without_window() -> None:
 
 def test_fractional_frame_rate_in_filter() -> None:
     r = Rendition("480p", 854, 480, 1400, 128, 29.97)
-    argv = ladder_argv("ffmpeg", "in.mp4", [r], Path("/out"), has_audio=False,
+    argv = ladder_argv("ffmpeg", SOURCE, [r], Path("/out"), has_audio=False,
                        opts=EncodeOptions())
     assert values_of(argv, "-filter_complex") == [
         "[0:v:0]split=1[s0];[s0]scale=854:480,setsar=1,fps=29.97,format=yuv420p[v0]"
     ]
+
+
+@pytest.mark.parametrize(("url", "protocols"), [
+    ("/data/objects/chunks/abc/00000001.ts", "file"),
+    ("http://127.0.0.1:8333/b/chunks/abc/00000001.ts?sig=1", "http,tcp"),
+    ("https://s3.example.com/b/k?sig=1", "https,tls,tcp"),
+])
+def test_a_live_chunk_is_read_as_mpegts_with_its_storage_protocols_only(
+    url: str, protocols: str
+) -> None:
+    argv = live_chunk_argv("ffmpeg", MediaInput(url, "mpegts"), [R240], Path("/out"),
+                           has_audio=True, copy_audio=True, opts=EncodeOptions(), seq=7)
+    before_input = argv[:argv.index("-i")]
+    assert before_input[-5:] == ["-f", "mpegts", "-protocol_whitelist", protocols, "-copyts"]
+    assert values_of(argv, "-i") == [url]

@@ -1,5 +1,6 @@
 """The live feed's sequencer: in order, exactly once, gaps skipped after a timeout."""
 
+import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -11,7 +12,8 @@ from chunkcast.adapters.db.repository import SqlVideoRepository, make_engine
 from chunkcast.domain import events, keys
 from chunkcast.domain.ids import new_video_id
 from chunkcast.domain.videos import Segment, Video, VideoKind, VideoStatus
-from chunkcast.services.live import LiveFeed
+from chunkcast.services.live import SIGNATURE_SLOT, LiveFeed, with_token
+from chunkcast.services.playback import Signer
 
 
 class Clock:
@@ -53,8 +55,6 @@ def _ready(video_id: str, seq: int) -> events.SegmentReady:
 
 
 def _seqs(texts: list[str]) -> list[tuple[str, int]]:
-    import json
-
     return [(m["type"], m["seq"]) for m in map(json.loads, texts)]
 
 
@@ -170,3 +170,26 @@ async def test_an_upload_s_chunks_finishing_out_of_order_leave_no_gap(
     for item in (await feed.channel(video_id, "240p")).since(-1, 3):
         viewer.deliver(item.text)
     assert _seqs(viewer.texts) == [("segment", s) for s in range(4)]
+
+
+async def test_a_private_video_s_messages_are_shared_with_a_slot_for_each_viewer_s_token(
+    repo: SqlVideoRepository,
+) -> None:
+    """Serialised once, like a public video's, but with no token in it: a channel loaded long
+    ago holds nothing that expires, and each viewer's URLs carry its own token."""
+    signer = Signer("p" * 64, 3600)
+    feed = LiveFeed(repo, "http://cdn", gap_timeout_s=5, signer=signer)
+    video_id = new_video_id()
+    await repo.add_video(Video(video_id, VideoKind.LIVE, "t", VideoStatus.LIVE,
+                               datetime.now(UTC), private=True))
+    viewer = Collect()
+    (await feed.channel(video_id, "240p")).listeners.add(viewer)
+    await feed.on_segment(_ready(video_id, 0))
+    init = feed.init_message(video_id, "240p", "avc1.64000d", 426, 240)
+    assert all(SIGNATURE_SLOT in text and "e=" not in text for text in (viewer.texts[0], init))
+    query = signer.query(video_id, 1_900_000_200)
+    urls = (json.loads(with_token(viewer.texts[0], query))["url"],
+            json.loads(with_token(init, query))["init_url"])
+    for url in urls:
+        assert url.startswith(f"http://cdn/private/media/{video_id}/240p/")
+        assert url.endswith(f"?{query}")

@@ -44,3 +44,15 @@ def test_spans_cover_the_source_without_gaps(duration: float, chunk: int) -> Non
         assert spans[-1][1] >= 0.5, "a tiny tail joins the chunk before it"
     assert sum(length for _, length in spans) == pytest.approx(duration)
     assert spans[-1][0] + spans[-1][1] == pytest.approx(duration)
+
+
+def test_a_source_that_would_make_too_many_chunks_is_refused() -> None:
+    import math
+
+    from chunkcast.domain.errors import MediaError
+    from chunkcast.services.ingest import MAX_CHUNKS
+
+    assert len(plan_chunks(MAX_CHUNKS * 2.0, 2.0)) == MAX_CHUNKS
+    for duration in (MAX_CHUNKS * 2.0 + 3, 3.6e9, math.inf, math.nan, 0.0):
+        with pytest.raises(MediaError):
+            plan_chunks(duration, 2.0)

@@ -12,8 +12,15 @@ from starlette.types import Receive, Scope, Send
 from websockets.frames import Frame, Opcode
 from websockets.protocol import State
 
-from chunkcast.api.hub import SLOW_CLIENT, WRITE_BUFFER_PER_MESSAGE, Viewer
+from chunkcast.api.hub import (
+    SLOW_CLIENT,
+    WRITE_BUFFER_PER_MESSAGE,
+    SignedViewer,
+    TokenFill,
+    Viewer,
+)
 from chunkcast.api.wire import Frames, direct_wire
+from chunkcast.services.live import SIGNATURE_SLOT
 from chunkcast.testing import free_port
 
 
@@ -61,6 +68,34 @@ def test_a_message_is_framed_once_for_every_viewer() -> None:
     first = frames.of(text)
     assert frames.of(text) is first
     assert first == Frame(Opcode.TEXT, text.encode()).serialize(mask=False)
+
+
+def _frame(text: str) -> bytes:
+    return Frame(Opcode.TEXT, text.encode()).serialize(mask=False)
+
+
+async def test_viewers_of_a_private_video_get_their_own_token_and_share_frames() -> None:
+    """Each viewer's URLs carry its own token; viewers with the same token get the very
+    same frame (framed once), and a public viewer the shared message untouched."""
+    frames, tokens = Frames(), TokenFill()
+    a1, a2, b, public = (FakeWire() for _ in range(4))
+
+    def signed(wire: FakeWire, query: str) -> Viewer:
+        return SignedViewer(ClosingSocket(), 8, query, tokens, wire, frames)  # type: ignore[arg-type]
+
+    viewers = [signed(a1, "e=100&st=A"), signed(a2, "e=100&st=A"), signed(b, "e=200&st=B"),
+               Viewer(ClosingSocket(), 8, public, frames)]  # type: ignore[arg-type]
+    message = f'{{"type":"segment","url":"http://cdn/private/k?{SIGNATURE_SLOT}"}}'
+    for viewer in viewers:
+        viewer.deliver(message)
+    assert a1.transport.written[0] is a2.transport.written[0]
+    assert a1.transport.written == [_frame('{"type":"segment","url":"http://cdn/private/k?'
+                                           'e=100&st=A"}')]
+    assert b.transport.written == [_frame('{"type":"segment","url":"http://cdn/private/k?'
+                                          'e=200&st=B"}')]
+    assert public.transport.written == [_frame(message)]
+    status = '{"type":"status","status":"ended"}'  # nothing to sign: shared as it is
+    assert viewers[0].own(status) is status
 
 
 async def test_a_viewer_whose_socket_stops_draining_is_closed_as_too_slow() -> None:

@@ -11,12 +11,15 @@ from starlette.middleware.cors import CORSMiddleware
 from chunkcast import __version__
 from chunkcast.adapters.storage.local import LocalObjectStore
 from chunkcast.api import errors
+from chunkcast.api.headers import SecurityHeaders
 from chunkcast.api.hub import Hub
+from chunkcast.api.limits import BodyLimit
 from chunkcast.api.routes import live, ops, play, videos, web
+from chunkcast.api.routes.edge import edge_router
 from chunkcast.api.routes.media import media_router, redirect_router
 from chunkcast.api.wire import ViewerSockets
 from chunkcast.config import Settings
-from chunkcast.domain.signing import token_digest
+from chunkcast.domain.signing import edge_secret, token_digest
 from chunkcast.runtime import Platform, open_platform, run_consumers
 from chunkcast.services.live import LiveFeed
 
@@ -54,7 +57,10 @@ def create_app(settings: Settings, *, run_workers: bool = False) -> FastAPI:
             await asyncio.gather(*tasks, return_exceptions=True)
             await platform.close()
 
-    app = FastAPI(title="chunkcast", version=__version__, lifespan=lifespan)
+    # No /docs or /redoc: they load scripts from a public CDN on the origin where the admin
+    # token is typed. The schema stays at /openapi.json for any OpenAPI tool.
+    app = FastAPI(title="chunkcast", version=__version__, lifespan=lifespan, docs_url=None,
+                  redoc_url=None)
     app.state.platform = platform
     app.state.hub = hub
     app.state.admin_digest = token_digest(settings.admin_token)
@@ -63,6 +69,7 @@ def create_app(settings: Settings, *, run_workers: bool = False) -> FastAPI:
     app.include_router(play.router)
     app.include_router(ops.router)
     app.include_router(live.router)
+    app.include_router(edge_router(edge_secret(settings.secret_key)))
     web.install(app)
     app.add_middleware(ViewerSockets, endpoint=hub.endpoint)  # /ws/{video_id}/{rendition}
     # Players on other sites (and this one behind a CDN on another host) fetch playlists and
@@ -70,11 +77,15 @@ def create_app(settings: Settings, *, run_workers: bool = False) -> FastAPI:
     app.add_middleware(CORSMiddleware, allow_origins=["*"], allow_methods=["*"],
                        allow_headers=["*"], expose_headers=["ETag", "Content-Length"],
                        max_age=3600)
+    app.add_middleware(SecurityHeaders)
+    app.add_middleware(BodyLimit)  # outermost: nothing reads a body before it is capped
     if isinstance(platform.store, LocalObjectStore):
         app.include_router(media_router(platform.store, platform.playback, platform.metrics,
-                                        settings.secret_key.encode(), settings.max_upload_bytes))
+                                        settings.secret_key.encode(), settings.max_upload_bytes,
+                                        settings.max_chunk_bytes))
     else:
-        app.include_router(redirect_router(platform.store, platform.playback, platform.metrics))
+        app.include_router(redirect_router(platform.store, platform.playback, platform.metrics,
+                                           edge_secret(settings.secret_key)))
     return app
 
 

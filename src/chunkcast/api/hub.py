@@ -3,7 +3,8 @@
 A message is written to each viewer's connection directly when it can take it (see
 :class:`Viewer`); a viewer that cannot keep up is disconnected rather than buffered without
 bound. Messages are strings serialised once per event by the feed and shared by every
-viewer; on uvicorn they are also framed once (:mod:`chunkcast.api.wire`).
+viewer; on uvicorn they are also framed once (:mod:`chunkcast.api.wire`). A viewer of a
+private video gets them with its own token in the URLs (:class:`SignedViewer`).
 """
 
 import asyncio
@@ -21,7 +22,7 @@ from chunkcast.domain.errors import ChunkcastError
 from chunkcast.domain.ids import check_rendition, check_video_id
 from chunkcast.domain.videos import RenditionInfo
 from chunkcast.ports.repository import VideoRepository
-from chunkcast.services.live import Channel, LiveFeed
+from chunkcast.services.live import SIGNATURE_SLOT, Channel, LiveFeed, with_token
 from chunkcast.services.playback import Signer
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,10 @@ class Viewer:
         self._backlog: deque[str] = deque()
         self._busy = False
         self.closed = False
+
+    def own(self, text: str) -> str:
+        """A shared message as this viewer is sent it."""
+        return text
 
     def deliver(self, text: str) -> None:
         if self.closed:
@@ -124,6 +129,42 @@ class Viewer:
             await self.websocket.close(SLOW_CLIENT, "too slow: messages were piling up")
 
 
+class TokenFill:
+    """Private videos' messages with a viewer's token filled in. The latest one is
+    remembered: a fan-out hands the same message to viewer after viewer, and those holding
+    the same token (links minted within the same few minutes) then get the same string,
+    which the fast path frames once for all of them."""
+
+    def __init__(self) -> None:
+        self._text = self._query = self._filled = ""
+
+    def fill(self, text: str, query: str) -> str:
+        if text is self._text and query == self._query:
+            return self._filled
+        if SIGNATURE_SLOT not in text:  # status, viewers, gap: nothing to sign
+            return text
+        self._text, self._query, self._filled = text, query, with_token(text, query)
+        return self._filled
+
+
+class SignedViewer(Viewer):
+    """A viewer of a private video: its messages' URLs carry its own token, so they expire
+    with the link it came with (however long ago the channel was loaded, and however long
+    it stays connected)."""
+
+    def __init__(self, websocket: WebSocket, limit: int, query: str, tokens: TokenFill,
+                 wire: Wire | None = None, frames: Frames | None = None) -> None:
+        super().__init__(websocket, limit, wire, frames)
+        self._query = query
+        self._tokens = tokens
+
+    def own(self, text: str) -> str:
+        return self._tokens.fill(text, self._query)
+
+    def deliver(self, text: str) -> None:
+        super().deliver(self._tokens.fill(text, self._query))
+
+
 class _FirstItem:
     """A listener that only notes that something was delivered."""
 
@@ -145,6 +186,7 @@ class Hub:
         self._start = start_segments
         self._counts: dict[str, int] = {}
         self._frames = Frames()
+        self._tokens = TokenFill()
         self._count_tasks: dict[str, asyncio.Task[None]] = {}
 
     async def endpoint(self, websocket: WebSocket, wire: Wire | None = None) -> None:
@@ -166,19 +208,23 @@ class Hub:
             await websocket.close(1008, "no such video or rendition")
             return
         channel = await self.feed.channel(video_id, rendition)
+        query = None  # a private video's viewer: its own token, which its URLs carry
+        if self.feed.is_private(video_id) and self._signer is not None:
+            token = websocket.query_params.get("e"), websocket.query_params.get("st")
+            try:
+                query = self._signer.query(video_id, self._signer.check(video_id, token))
+            except ChunkcastError as exc:
+                # Accepted first: a socket closed during the handshake is an HTTP 403 that
+                # browsers do not show; the close code tells expired from forbidden.
+                await websocket.accept()
+                await websocket.close(FORBIDDEN if exc.status == 403 else EXPIRED, exc.message)
+                return
         if (video_id, rendition) not in self._renditions and not channel.items:
             # The ladder is known but no segment of this rendition is stored yet: its codecs
             # come with the first one, which a player needs before it can start.
             await self._first_segment(channel)
             init = await self._init_message(video_id, rendition) or init
-        if self.feed.is_private(video_id) and self._signer is not None:
-            token = websocket.query_params.get("e"), websocket.query_params.get("st")
-            try:
-                self._signer.check(video_id, token)
-            except ChunkcastError as exc:
-                await websocket.close(FORBIDDEN if exc.status == 403 else EXPIRED, exc.message)
-                return
-        await self.serve(websocket, channel, init, since, wire)
+        await self.serve(websocket, channel, init, since, wire, query=query)
 
     @staticmethod
     async def _first_segment(channel: Channel) -> None:
@@ -194,7 +240,7 @@ class Hub:
     async def _init_message(self, video_id: str, rendition: str) -> str | None:
         """The ``init`` message. The rendition comes from the catalogue until its codecs are
         known (its first segment is stored), then from memory; the message is made for each
-        viewer (a private video's carries a freshly signed URL)."""
+        viewer (a private video's has the slot for the viewer's token)."""
         key = (video_id, rendition)
         info = self._renditions.get(key)
         if info is None:
@@ -209,13 +255,15 @@ class Hub:
         return self.feed.init_message(video_id, rendition, info.codecs, r.width, r.height)
 
     async def serve(self, websocket: WebSocket, channel: Channel, init: str,
-                    since: int | None, wire: Wire | None = None) -> None:
+                    since: int | None, wire: Wire | None = None, *,
+                    query: str | None = None) -> None:
         """Send init, the replay and the status, then live messages until the viewer
-        leaves."""
+        leaves. ``query``: the token of a private video's viewer, for its URLs."""
         await websocket.accept()
-        viewer = Viewer(websocket, self._limit, wire, self._frames)
-        await websocket.send_text(init)
-        await self._replay(websocket, channel, since)
+        viewer = Viewer(websocket, self._limit, wire, self._frames) if query is None else \
+            SignedViewer(websocket, self._limit, query, self._tokens, wire, self._frames)
+        await websocket.send_text(viewer.own(init))
+        await self._replay(websocket, viewer, channel, since)
         # No await between the last replay check (inside _replay) and joining: nothing is
         # delivered in between, so the viewer misses nothing and gets nothing twice.
         channel.listeners.add(viewer)
@@ -231,11 +279,12 @@ class Hub:
             self.feed.status_listeners.get(channel.video_id, set()).discard(viewer)
             self._change_count(channel.video_id, -1)
 
-    async def _replay(self, websocket: WebSocket, channel: Channel, since: int | None) -> None:
+    async def _replay(self, websocket: WebSocket, viewer: Viewer, channel: Channel,
+                      since: int | None) -> None:
         batch = channel.since(since, self._start)
         while batch:
             for item in batch:
-                await websocket.send_text(item.text)
+                await websocket.send_text(viewer.own(item.text))
             batch = channel.since(batch[-1].seq, self._start)
 
     @staticmethod

@@ -2,17 +2,26 @@
 
 from datetime import datetime
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
+
+MAX_SIZE = 2**50  # bytes; the configured upload limit is checked by the service
 
 
-class CreateVideo(BaseModel):
+class RequestBody(BaseModel):
+    """A JSON request body: finite numbers only (no NaN or Infinity, which JavaScript
+    clients cannot parse when they come back), every number bounded where it is declared."""
+
+    model_config = ConfigDict(allow_inf_nan=False)
+
+
+class CreateVideo(RequestBody):
     title: str = Field(min_length=1, max_length=200)
-    size: int | None = Field(None, ge=0, description="source size in bytes: big sources "
-                             "get a multipart upload when the storage offers one")
+    size: int | None = Field(None, ge=0, le=MAX_SIZE, description="source size in bytes: "
+                             "big sources get a multipart upload when the storage offers one")
     private: bool = Field(False, description="playback only through signed links")
 
 
-class UpdateVideo(BaseModel):
+class UpdateVideo(RequestBody):
     private: bool = Field(description="private: playback only through signed links")
 
 
@@ -34,12 +43,12 @@ class UploadTarget(BaseModel):
     parts: list[UploadPartOut] | None = None
 
 
-class PartDone(BaseModel):
+class PartDone(RequestBody):
     number: int = Field(ge=1, le=10_000)
     etag: str = Field(min_length=1, max_length=200)
 
 
-class CompleteUpload(BaseModel):
+class CompleteUpload(RequestBody):
     upload_id: str = Field(min_length=1, max_length=1000)
     parts: list[PartDone] = Field(min_length=1, max_length=10_000)
 

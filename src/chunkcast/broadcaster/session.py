@@ -223,7 +223,8 @@ def broadcast_options(source: str, *, chunk_seconds: int, loop: bool,
 
         if "://" not in source and not Path(source).is_file():
             raise ChunkcastError(f"no such file: {source}")
-        info = asyncio.run(probe(source))
+        # The broadcaster's own input on its own machine: any format or protocol it names.
+        info = asyncio.run(probe(source, trusted=True))
         fps, height = info.fps or TESTSRC_FPS, info.height
     if kind is SourceKind.TESTSRC and font is None and CLOCK_FONT.is_file():
         font = CLOCK_FONT

@@ -2,6 +2,7 @@
 config that runs as ``nginx -p DIR -c DIR/{edge,lb}.conf`` (pid, logs, cache and temp files
 under DIR)."""
 
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +14,10 @@ from chunkcast.domain.errors import InvalidInput
 
 _HOST_PORT = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$")
 _LISTEN = re.compile(r"^((\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):)?\d{1,5}$")
+_SECRET = re.compile(r"[0-9a-f]{64}")
+# What would end a token, a directive or a block in nginx's syntax, or start a variable, a
+# string or a comment: none of it may be in the folder written into the configs.
+_UNSAFE_IN_PATH = re.compile(r"[\s;{}\"'$#\\\x00-\x1f\x7f]")
 
 
 @dataclass(frozen=True)
@@ -27,6 +32,7 @@ class NginxPlan:
     edge_listen: str  # PORT or HOST:PORT
     lb_listen: str
     playback_secret: str  # checks signed links of private videos (nginx secure_link)
+    edge_secret: str  # sent to the API in X-Chunkcast-Edge: objects and privacy answers
     out: Path
     cache_size: str = "10g"
 
@@ -47,8 +53,13 @@ def check_plan(plan: NginxPlan) -> NginxPlan:
             or origin.query or origin.fragment or any(c in origin.netloc for c in ' ;{}"\'$'):
         raise InvalidInput(f"--origin {plan.origin!r}: expected http(s)://HOST[:PORT] (an "
                            "API process or balancer) or http(s)://HOST[:PORT]/BUCKET")
-    if not re.fullmatch(r"[0-9a-f]{64}", plan.playback_secret):
+    if not _SECRET.fullmatch(plan.playback_secret):
         raise InvalidInput("the playback secret must be 64 hex digits")
+    if not _SECRET.fullmatch(plan.edge_secret):
+        raise InvalidInput("the edge secret must be 64 hex digits")
+    if any(_UNSAFE_IN_PATH.search(str(out)) for out in (plan.out, plan.out.resolve())):
+        raise InvalidInput(f"--out {str(plan.out)!r}: the folder's path may not hold "
+                           "whitespace, control characters or any of ; { } \" ' $ # \\")
     if not re.fullmatch(r"\d+[kmg]", plan.cache_size):
         raise InvalidInput(f"cache size {plan.cache_size!r}: expected e.g. 10g")
     return plan
@@ -68,14 +79,20 @@ def render(plan: NginxPlan) -> dict[str, str]:
 
 
 def write(plan: NginxPlan) -> list[Path]:
-    """Write the configs, and the folders nginx expects under DIR."""
+    """Write the configs (mode 0600 from the start: edge.conf holds secrets), and the
+    folders nginx expects under DIR. Nothing is written when the plan is refused."""
     texts = render(plan)
     for folder in ("logs", "cache", "temp"):
         (plan.out / folder).mkdir(parents=True, exist_ok=True)
     written = []
     for name, text in texts.items():
         path = plan.out / name
-        path.write_text(text)
-        path.chmod(0o600)  # edge.conf holds the playback secret
+        # Never a symlink, never readable by others even for a moment (an existing file
+        # keeps its mode through O_CREAT, hence the fchmod before anything is written).
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW
+                     | os.O_CLOEXEC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            os.fchmod(fd, 0o600)
+            out.write(text)
         written.append(path)
     return written

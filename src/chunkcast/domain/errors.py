@@ -1,5 +1,16 @@
 """Errors the domain and services raise; the API maps each to one HTTP status."""
 
+import re
+
+_URL = re.compile(r"\b[a-z][a-z0-9+.-]*://\S+", re.IGNORECASE)
+_PATH = re.compile(r"(?<![\w.])/(?:[\w.@%+=:,~-]+/)*[\w.@%+=:,~-]+")
+
+
+def public_text(text: str) -> str:
+    """``text`` without URLs or absolute paths: what a public error may say. Reasons are
+    written without them; this is the last guard for texts that quote a tool."""
+    return _PATH.sub("[path]", _URL.sub("[url]", text))
+
 
 class ChunkcastError(Exception):
     """Base class: carries a stable machine-readable code and a message for people."""

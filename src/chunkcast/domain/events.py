@@ -35,6 +35,9 @@ class ChunkUploaded:
     duration: float
     captured_at: str | None = None
     reported_at: str | None = None  # when the chunk was reported complete (queue wait)
+    # VOD: the container the splitter's probe found (the demuxer to force). A live chunk is
+    # always MPEG-TS.
+    container: str = ""
 
 
 @dataclass(frozen=True)

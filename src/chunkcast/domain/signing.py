@@ -1,5 +1,6 @@
 """Signatures: HMAC for pre-signed object URLs (method, key, expiry), digests of bearer
-tokens, and the secure_link tokens of private playback."""
+tokens, the secure_link tokens of private playback, and the secret the nginx edge proves
+itself with."""
 
 import base64
 import hashlib
@@ -31,6 +32,19 @@ def token_digest(token: str) -> str:
 def token_matches(token: str, digest: str) -> bool:
     """Constant-time check of ``token`` against a stored digest."""
     return hmac.compare_digest(token_digest(token).encode(), digest.encode())
+
+
+def edge_secret(secret_key: str) -> str:
+    """The secret the generated nginx edge sends in ``X-Chunkcast-Edge`` to prove it is the
+    edge (the API then hands it objects, and answers its privacy checks), derived from the
+    platform's secret key like :func:`playback_secret`: what the edge's config holds."""
+    return hmac.new(secret_key.encode(), b"chunkcast edge", hashlib.sha256).hexdigest()
+
+
+def edge_secret_matches(expected: str, given: str | None) -> bool:
+    """Constant-time check of an ``X-Chunkcast-Edge`` header against the edge secret."""
+    return given is not None and hmac.compare_digest(expected.encode(),
+                                                     given.encode(errors="replace"))
 
 
 # -- signed playback of private videos ------------------------------------------------------

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from chunkcast.domain.ladder import Rendition
+from chunkcast.media.inputs import MediaInput
 
 # Media time = source time + this offset. fMP4 written without edit lists (so that every
 # chunk yields the same init segment) cannot hold negative timestamps, and B-frame reordering
@@ -102,7 +103,7 @@ def _head(ffmpeg: str, opts: EncodeOptions) -> list[str]:
 
 def live_chunk_argv(
     ffmpeg: str,
-    chunk: str,
+    chunk: MediaInput,
     renditions: Sequence[Rendition],
     out_dir: Path,
     *,
@@ -115,7 +116,7 @@ def live_chunk_argv(
     rendition, numbered ``seq``. The broadcaster's timestamps are kept (``-copyts``) so
     consecutive chunks join without gaps; its AAC is copied when it already fits, so audio
     runs on across chunk boundaries without the priming a new encode adds."""
-    argv = [*_head(ffmpeg, opts), "-copyts", "-i", chunk,
+    argv = [*_head(ffmpeg, opts), *chunk.ffmpeg_args(), "-copyts", "-i", chunk.url,
             "-filter_complex", filter_graph(renditions)]
     for i, r in enumerate(renditions):
         argv += rendition_output_args(r, i, out_dir, has_audio=has_audio, first_seq=seq,
@@ -126,7 +127,7 @@ def live_chunk_argv(
 
 def ladder_argv(
     ffmpeg: str,
-    source: str,
+    source: MediaInput,
     renditions: Sequence[Rendition],
     out_dir: Path,
     *,
@@ -135,13 +136,14 @@ def ladder_argv(
     window: InputRange | None = None,
     first_seq: int = 0,
 ) -> list[str]:
-    """The whole command: decode ``source`` once (optionally a time ``window`` of it) and
-    encode every rendition into ``out_dir/{rendition}/`` as fMP4 HLS segments numbered from
-    ``first_seq``."""
+    """The whole command: decode ``source`` (read only as its format says) once, optionally
+    a time ``window`` of it, and encode every rendition into ``out_dir/{rendition}/`` as fMP4
+    HLS segments numbered from ``first_seq``."""
     argv = _head(ffmpeg, opts)
     if window is not None:
         argv += ["-ss", _num(window.start), "-t", _num(window.duration)]
-    argv += ["-i", source, "-filter_complex", filter_graph(renditions)]
+    argv += [*source.ffmpeg_args(), "-i", source.url,
+             "-filter_complex", filter_graph(renditions)]
     offset = (window.start if window is not None else 0.0) + TIMELINE_OFFSET_S
     for i, r in enumerate(renditions):
         argv += rendition_output_args(r, i, out_dir, has_audio=has_audio, first_seq=first_seq,

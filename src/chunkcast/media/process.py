@@ -3,6 +3,7 @@
 import asyncio
 import contextlib
 import ctypes
+import logging
 import os
 import signal
 import sys
@@ -11,9 +12,12 @@ from pathlib import Path
 
 from chunkcast.domain.errors import MediaError
 
+log = logging.getLogger(__name__)
+
 
 class FfmpegFailed(MediaError):
-    """ffmpeg exited non-zero; the message is the tail of what it printed."""
+    """ffmpeg exited non-zero or ran out of time. The message is for people and names no
+    path or URL; what ffmpeg printed (which does) goes to the log."""
 
 
 _PR_SET_PDEATHSIG = 1
@@ -38,8 +42,8 @@ def ffmpeg_path(configured: str = "") -> str:
 
 async def run_ffmpeg(argv: list[str], *, timeout_s: float | None = None,
                      cwd: Path | None = None) -> None:
-    """Run ``argv``; raise FfmpegFailed with its last error lines when it fails. The child
-    is killed if the caller is cancelled or the timeout passes."""
+    """Run ``argv``; raise FfmpegFailed when it fails (its last error lines are logged). The
+    child is killed if the caller is cancelled or the timeout passes."""
     proc = await asyncio.create_subprocess_exec(
         *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.PIPE, cwd=cwd, env={**os.environ, "AV_LOG_FORCE_NOCOLOR": "1"},
@@ -54,11 +58,16 @@ async def run_ffmpeg(argv: list[str], *, timeout_s: float | None = None,
                 if text:
                     tail.append(text)
             code = await proc.wait()
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(ProcessLookupError):
             proc.kill()
         await proc.wait()
+        if isinstance(exc, TimeoutError):
+            log.warning("ffmpeg killed after %.0f s: %s", timeout_s, " / ".join(tail))
+            raise FfmpegFailed(f"ffmpeg failed: transcoding took longer than its limit of "
+                               f"{timeout_s:.0f} s") from exc
         raise
     if code != 0:
-        detail = " / ".join(tail) or f"exit code {code}"
-        raise FfmpegFailed(f"ffmpeg failed: {detail}")
+        log.warning("ffmpeg exited with code %d: %s", code, " / ".join(tail))
+        raise FfmpegFailed(f"ffmpeg failed: the media could not be decoded or encoded "
+                           f"(exit code {code})")

@@ -87,6 +87,9 @@ class VideoRepository(Protocol):
     async def chunks(self, video_id: str) -> Sequence[Chunk]:
         """The video's chunks in seq order."""
 
+    async def last_chunk_seq(self, video_id: str) -> int | None:
+        """The highest chunk seq recorded for the video, None before its first chunk."""
+
     async def upsert_segments(self, segments: Sequence[Segment]) -> None:
         """Insert or replace segments (keyed by video, rendition, seq)."""
 

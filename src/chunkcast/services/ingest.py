@@ -14,11 +14,19 @@ from chunkcast.services.lifecycle import Lifecycle
 
 # A tail shorter than this joins the chunk before it rather than becoming a chunk of its own.
 MIN_TAIL_SECONDS = 0.5
+# However long a source is allowed to be, it is never cut into more chunks than this.
+MAX_CHUNKS = 20_000
 
 
 def plan_chunks(duration: float, chunk_seconds: float) -> list[tuple[float, float]]:
-    """``(start, length)`` of each chunk covering ``[0, duration)``."""
+    """``(start, length)`` of each chunk covering ``[0, duration)``; MediaError beyond
+    :data:`MAX_CHUNKS` chunks."""
+    if not math.isfinite(duration) or duration <= 0:
+        raise MediaError("the video has no usable duration")
     count = max(1, math.ceil(duration / chunk_seconds - 1e-9))
+    if count > MAX_CHUNKS:
+        raise MediaError(f"the video is too long to process: it would make {count} chunks, "
+                         f"the limit is {MAX_CHUNKS}")
     spans = [(i * chunk_seconds, chunk_seconds) for i in range(count)]
     start, _ = spans[-1]
     tail = duration - start
@@ -36,12 +44,14 @@ class Splitter:
 
     def __init__(self, repo: VideoRepository, store: ObjectStore, bus: EventBus,
                  lifecycle: Lifecycle, groups: dict[str, tuple[str, ...]], *,
-                 chunk_seconds: int, segment_seconds: int) -> None:
+                 chunk_seconds: int, segment_seconds: int,
+                 max_source_seconds: float = 24 * 3600) -> None:
         self._repo = repo
         self._store = store
         self._bus = bus
         self._lifecycle = lifecycle
         self._groups = groups
+        self._max_seconds = max_source_seconds
         # Chunks hold whole segments, so segment numbers follow from chunk starts.
         self._chunk_seconds = max(segment_seconds,
                                   chunk_seconds // segment_seconds * segment_seconds)
@@ -61,6 +71,9 @@ class Splitter:
         if stored is None or stored.size == 0:
             raise MediaError("the uploaded file is missing or empty")
         info = await probe(await self._store.input_url(event.key))
+        if info.duration > self._max_seconds:
+            raise MediaError(f"the video lasts {info.duration / 3600:.1f} hours; the limit is "
+                             f"{self._max_seconds / 3600:g} hours")
         renditions = choose_ladder(info.width, info.height, info.fps)
         busy_groups = [g for g in self._groups
                        if renditions_for_group(renditions, self._groups, g)]
@@ -77,5 +90,6 @@ class Splitter:
                                    only_from=(VideoStatus.UPLOADED,))
         for c in chunks:
             await self._bus.publish(events.CHUNKS, events.ChunkUploaded(
-                c.video_id, "vod", c.seq, c.key, c.pts_start, c.duration))
+                c.video_id, "vod", c.seq, c.key, c.pts_start, c.duration,
+                container=info.container))
 

@@ -3,6 +3,7 @@
 import logging
 
 from chunkcast.domain import events
+from chunkcast.domain.errors import public_text
 from chunkcast.domain.videos import VideoStatus
 from chunkcast.ports.bus import EventBus
 from chunkcast.ports.repository import VideoRepository
@@ -36,6 +37,7 @@ class Lifecycle:
 
     async def fail(self, video_id: str, reason: str) -> None:
         """Mark a video failed with a reason a person understands. What was already stored
-        (the source, finished segments) is kept."""
+        (the source, finished segments) is kept. The reason is public: no paths or URLs."""
+        reason = public_text(reason)
         if await self.move(video_id, VideoStatus.FAILED, only_from=_OPEN, error=reason):
             log.warning("video %s failed: %s", video_id, reason)

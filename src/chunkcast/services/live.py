@@ -5,6 +5,10 @@ listeners (WebSocket viewers) of that rendition.
 Segments finished out of order by parallel workers are held until the ones before them
 arrive; a seq that does not arrive within the gap timeout (a chunk that failed for good) is
 skipped with a ``gap`` message so viewers never stall forever.
+
+A private video's messages are shared too: their URLs carry :data:`SIGNATURE_SLOT` where
+the token goes, and each viewer gets them with the slot filled with its own token
+(:func:`with_token`), so the URLs expire with the link the viewer came with.
 """
 
 import asyncio
@@ -24,6 +28,14 @@ from chunkcast.services.playback import Signer, object_url
 log = logging.getLogger(__name__)
 
 COMPLETE = (VideoStatus.READY, VideoStatus.ENDED, VideoStatus.FAILED)
+# Where a viewer's token (``e=…&st=…``) goes in the URLs of a private video's messages. Left
+# unfilled it is no valid token: such a URL is refused, never served.
+SIGNATURE_SLOT = "{signature}"
+
+
+def with_token(text: str, query: str) -> str:
+    """A private video's message as one viewer gets it: its URLs signed with ``query``."""
+    return text.replace(SIGNATURE_SLOT, query)
 
 
 class Listener(Protocol):
@@ -68,6 +80,8 @@ class LiveFeed:
     def __init__(self, repo: VideoRepository, base_url: str, *, gap_timeout_s: float,
                  signer: Signer | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
+        """``signer``: playback of private videos is signed, so their messages carry
+        :data:`SIGNATURE_SLOT` for each viewer's token (which the hub checks and fills)."""
         self._repo = repo
         self._base = base_url
         self._signer = signer
@@ -116,10 +130,8 @@ class LiveFeed:
         return self._private.get(video_id, False)
 
     def _url(self, video_id: str, key: str) -> str:
-        query = None
-        if self._signer is not None and self.is_private(video_id):
-            query = self._signer.query(video_id)
-        return object_url(self._base, key, query)
+        signed = self._signer is not None and self.is_private(video_id)
+        return object_url(self._base, key, SIGNATURE_SLOT if signed else None)
 
     def status(self, video_id: str) -> str | None:
         """The latest status this process has seen for a video it follows."""

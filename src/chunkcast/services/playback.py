@@ -44,7 +44,12 @@ class Signer:
     """Signed playback of private videos. Their objects are served under ``/private/{key}``
     (never ``/media/``) with ``?e=EXPIRY&st=SIGNATURE``, a token scoped to one video that
     the edge (nginx ``secure_link``) and the origin both check. Expiries are rounded so that
-    viewers of a video share URLs for a few minutes, which keeps them cacheable."""
+    viewers of a video share URLs for a few minutes, which keeps them cacheable.
+
+    A link never renews itself: whatever is derived from a signed link (playlists, socket
+    messages, the video resource) is signed with that link's own expiry. Only
+    :meth:`fresh_expiry` starts a new lifetime, and only the admin is given links made
+    with it."""
 
     def __init__(self, secret: str, ttl_s: int, clock: Callable[[], float] = time.time
                  ) -> None:
@@ -52,22 +57,29 @@ class Signer:
         self._ttl = ttl_s
         self._clock = clock
 
-    def query(self, video_id: str) -> str:
-        expires = playback_expiry(self._clock(), self._ttl)
+    def fresh_expiry(self) -> int:
+        """The expiry of links minted now (for the admin)."""
+        return playback_expiry(self._clock(), self._ttl)
+
+    def query(self, video_id: str, expires: int) -> str:
+        """The token ``e=EXPIRY&st=SIGNATURE`` of a video for this expiry: for a token that
+        was checked, the same one."""
         return f"e={expires}&st={playback_signature(self._secret, video_id, expires)}"
 
-    def check(self, video_id: str, token: Token) -> None:
-        """Raise unless ``token`` is a valid, unexpired signature for this video."""
+    def check(self, video_id: str, token: Token) -> int:
+        """The expiry of ``token``; raise unless it is a valid, unexpired signature for this
+        video."""
         verdict = playback_check(self._secret, video_id, token[0], token[1], self._clock())
         if verdict == "expired":
             raise Expired("this playback link has expired")
-        if verdict != "ok":
+        if verdict != "ok" or token[0] is None:
             raise Forbidden("this video is private: a valid signed link is needed")
+        return int(token[0])
 
 
 def object_url(base_url: str, key: str, query: str | None) -> str:
     """Where a viewer fetches an object: ``/media/{key}``, or for a private video (``query``
-    is then its signature, made once per playlist or message) ``/private/{key}?{query}``."""
+    is then the viewer's token) ``/private/{key}?{query}``."""
     return media_url(base_url, key) if query is None else f"{base_url}/private/{key}?{query}"
 
 
@@ -138,11 +150,16 @@ class Playback:
         elif await self.is_private(video_id):
             raise Forbidden("this video is private: a valid signed link is needed")
 
-    def urls(self, video: Video) -> PlaybackUrls:
+    def urls(self, video: Video, *, expires: int | None) -> PlaybackUrls:
         """The ``playback`` block of the video resource. For a private video the links are
         signed, and ``token`` is the query string that the WebSocket and the playlists of
-        the video need (whoever may read the resource may share these links)."""
-        token = self.signer.query(video.id) if video.private else None
+        the video need. ``expires`` is the expiry of the link the resource was read with,
+        which these links keep; None mints links with a fresh expiry, which only the admin
+        may be given."""
+        token = None
+        if video.private:
+            token = self.signer.query(
+                video.id, self.signer.fresh_expiry() if expires is None else expires)
         query = f"?{token}" if token else ""
         return PlaybackUrls(
             hls=f"{self._base}/play/{video.id}/master.m3u8{query}",
@@ -151,21 +168,24 @@ class Playback:
             token=token,
         )
 
-    async def _playable(self, video_id: str, token: Token) -> Video:
+    async def _playable(self, video_id: str, token: Token) -> tuple[Video, str | None]:
+        """The video, and for a private one the query that signs what a playlist lists:
+        the caller's own token, so that the URLs expire with the link it came with."""
         video = await self._repo.get_video(video_id)
         if video is None:
             raise NotFound("no such video")
+        query = None
         if video.private:
-            self.signer.check(video.id, token)
+            query = self.signer.query(video.id, self.signer.check(video.id, token))
         if video.status not in (VideoStatus.READY, VideoStatus.LIVE, VideoStatus.ENDED):
             raise NotFound(f"video is not playable yet (status {video.status.value})")
-        return video
+        return video, query
 
     async def master(self, video_id: str, token: Token = (None, None)) -> str:
-        video = await self._playable(video_id, token)
+        video, query = await self._playable(video_id, token)
         renditions = await self._repo.renditions(video_id)
-        query = f"?{self.signer.query(video.id)}" if video.private else ""
-        return render_master(_variants(renditions, lambda name: f"{name}/index.m3u8{query}",
+        suffix = f"?{query}" if query is not None else ""
+        return render_master(_variants(renditions, lambda name: f"{name}/index.m3u8{suffix}",
                                        bool(video.has_audio)))
 
     async def media(self, video_id: str, rendition: str, *, dvr: bool = False,
@@ -174,14 +194,13 @@ class Playback:
 
         Live: a sliding window of the latest segments, or with ``dvr`` everything so far;
         served from the process's live feed (fed by events) rather than the database."""
-        video = await self._playable(video_id, token)
+        video, query = await self._playable(video_id, token)
         check_rendition(rendition)
         live = video.kind is VideoKind.LIVE
         source = self.live if live and self.live is not None else self._repo
         segments = await source.segments(video_id, rendition)
         if not segments:
             raise NotFound("no such rendition, or no segment yet")
-        query = self.signer.query(video_id) if video.private else None
 
         def url(key: str) -> str:
             return object_url(self._base, key, query)
@@ -189,7 +208,10 @@ class Playback:
         init = url(keys.init_segment(video_id, rendition))
         growing = video.status is VideoStatus.LIVE
         if growing and not dvr:
-            segments = segments[-self._window:]
+            # The window is counted in seqs, not in segments: with the gaps of lost chunks
+            # listed, a live playlist never has more than ``window`` entries.
+            newest = segments[-1].seq
+            segments = [s for s in segments[-self._window:] if s.seq > newest - self._window]
         text = _media(segments, init, url,
                       ended=not growing, vod=not live, event=growing and dvr,
                       target=self._target)

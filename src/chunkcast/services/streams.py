@@ -4,7 +4,14 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 from chunkcast.domain import events, keys
-from chunkcast.domain.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthorized
+from chunkcast.domain.errors import (
+    Conflict,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    TooLarge,
+    Unauthorized,
+)
 from chunkcast.domain.ids import check_video_id, new_secret, new_video_id
 from chunkcast.domain.ladder import renditions_for_group
 from chunkcast.domain.signing import token_digest, token_matches
@@ -41,7 +48,8 @@ def _parse_time(value: str | None) -> str | None:
 class Streams:
     def __init__(self, repo: VideoRepository, store: ObjectStore, bus: EventBus,
                  lifecycle: Lifecycle, playback: Playback, groups: dict[str, tuple[str, ...]],
-                 *, chunk_url_seconds: int, idle_timeout_s: float) -> None:
+                 *, chunk_url_seconds: int, idle_timeout_s: float, seq_window: int = 300,
+                 max_chunk_bytes: int = 64 * 1024**2) -> None:
         self._repo = repo
         self._store = store
         self._bus = bus
@@ -50,6 +58,8 @@ class Streams:
         self._groups = groups
         self._url_ttl = chunk_url_seconds
         self._idle_timeout = timedelta(seconds=idle_timeout_s)
+        self._seq_window = seq_window
+        self._max_chunk_bytes = max_chunk_bytes
 
     async def create(self, title: str, *, private: bool = False) -> tuple[Video, str]:
         """A new live stream (status idle) and its stream key, shown this once."""
@@ -90,11 +100,24 @@ class Streams:
         if video.status not in (VideoStatus.IDLE, VideoStatus.LIVE):
             raise Conflict(f"the stream is {video.status.value}; create a new one to go live")
 
+    async def _check_seq(self, video: Video, seq: int) -> None:
+        """A chunk seq must lie within the window around the last one accepted: everything
+        built per seq (gap markers, playlist entries) then stays proportional to what the
+        broadcaster really sent, however far it tries to jump."""
+        last = await self._repo.last_chunk_seq(video.id)
+        low, high = (0, self._seq_window) if last is None else (
+            max(0, last - self._seq_window), last + self._seq_window)
+        if not low <= seq <= high:
+            raise InvalidInput(f"chunk seq {seq} is out of range: this stream takes seqs "
+                               f"{low} to {high} now (at most {self._seq_window} chunks "
+                               "ahead of the last one)")
+
     async def chunk_upload(self, video_id: str, stream_key: str | None, seq: int
                            ) -> PresignedRequest:
         """Where the broadcaster PUTs chunk ``seq``."""
         video = await self.authenticate(video_id, stream_key)
         self._check_open(video)
+        await self._check_seq(video, seq)
         return self._store.presign_put(keys.chunk(video.id, seq), self._url_ttl)
 
     async def complete_chunk(self, video_id: str, stream_key: str | None, seq: int, *,
@@ -105,10 +128,16 @@ class Streams:
         self._check_open(video)
         if not 0 < duration <= MAX_CHUNK_SECONDS:
             raise InvalidInput(f"duration must be within (0, {MAX_CHUNK_SECONDS}] seconds")
+        await self._check_seq(video, seq)
         key = keys.chunk(video.id, seq)
         stored = await self._store.stat(key)
         if stored is None or stored.size == 0:
             raise Conflict(f"chunk {seq} was not uploaded: PUT it to its upload URL first")
+        if stored.size > self._max_chunk_bytes:
+            # Not accepted, so not kept: it would only hold storage (viewers get a gap).
+            await self._store.delete_prefix(key)
+            raise TooLarge(f"chunk {seq} is {stored.size} bytes; the limit is "
+                           f"{self._max_chunk_bytes}")
         chunk = Chunk(video.id, seq, key, pts_start, duration, _parse_time(captured_at))
         if not await self._repo.add_chunk(chunk, at=datetime.now(UTC)):
             return False

@@ -23,6 +23,7 @@ from chunkcast.media.argv import (
     live_chunk_argv,
 )
 from chunkcast.media.hls import WrittenSegment, read_written_segments
+from chunkcast.media.inputs import ALLOWED_CONTAINERS, LIVE_CHUNK_FORMAT, MediaInput
 from chunkcast.media.mp4 import codecs_of_init
 from chunkcast.media.probe import probe
 from chunkcast.media.process import run_ffmpeg
@@ -46,6 +47,13 @@ class TranscodeConfig:
     groups: dict[str, tuple[str, ...]]
     options: EncodeOptions
     work_dir: Path | None = None
+    # ffmpeg may run this long per chunk: a base plus so many seconds per second of media,
+    # so a chunk that is far more work than its length says cannot hold a worker for hours.
+    timeout_base_s: float = 60.0
+    timeout_per_media_s: float = 20.0
+
+    def timeout_for(self, media_seconds: float) -> float:
+        return self.timeout_base_s + self.timeout_per_media_s * media_seconds
 
 
 def iso_now() -> str:
@@ -99,7 +107,7 @@ class Transcoder:
     async def _plan_live(self, video: Video, event: events.ChunkUploaded
                          ) -> tuple[Video, Sequence[RenditionInfo]]:
         """The first chunk of a stream decides its ladder (every worker decides the same)."""
-        info = await probe(await self._store.input_url(event.key))
+        info = await probe(await self._store.input_url(event.key), container=LIVE_CHUNK_FORMAT)
         await self._repo.set_source_info(
             video.id, duration=0.0, width=info.width, height=info.height, fps=info.fps,
             has_audio=info.has_audio, source_size=0, audio_passthrough=info.audio_passthrough)
@@ -107,7 +115,7 @@ class Transcoder:
         refreshed = await self._repo.get_video(video.id)
         return refreshed or video, await self._repo.renditions(video.id)
 
-    def _argv(self, video: Video, event: events.ChunkUploaded, source: str,
+    def _argv(self, video: Video, event: events.ChunkUploaded, source: MediaInput,
               renditions: list[Rendition], out: Path, first_seq: int) -> list[str]:
         opts = self._cfg.options
         has_audio = bool(video.has_audio)
@@ -127,14 +135,15 @@ class Transcoder:
         live = event.kind == "live"
         segment_seconds = self._cfg.options.segment_seconds
         first_seq = event.seq if live else round(event.pts_start / segment_seconds)
-        source = await self._store.input_url(event.key)
+        source = await self._input(event)
         with tempfile.TemporaryDirectory(prefix="chunkcast-", dir=self._cfg.work_dir) as tmp:
             out = Path(tmp)
             for r in renditions:
                 (out / r.name).mkdir()
             started_at = iso_now()
             started = time.monotonic()
-            await run_ffmpeg(self._argv(video, event, source, renditions, out, first_seq))
+            await run_ffmpeg(self._argv(video, event, source, renditions, out, first_seq),
+                             timeout_s=self._cfg.timeout_for(event.duration))
             elapsed = time.monotonic() - started
             self._metrics.observe_transcode(self._cfg.group, event.duration, elapsed)
             # One line per chunk: what bench/latency.py splits into queue wait and transcode.
@@ -153,6 +162,17 @@ class Transcoder:
                 segments += await self._store_segments(video.id, r.name, event, written,
                                                        first_seq, start)
             return segments
+
+    async def _input(self, event: events.ChunkUploaded) -> MediaInput:
+        """The chunk as ffmpeg must read it: a live chunk as MPEG-TS, a VOD source as the
+        container its probe found (an event from before that was recorded is probed
+        again)."""
+        url = await self._store.input_url(event.key)
+        if event.kind == "live":
+            return MediaInput(url, LIVE_CHUNK_FORMAT)
+        if event.container in ALLOWED_CONTAINERS:
+            return MediaInput(url, event.container)
+        return MediaInput(url, (await probe(url)).container)
 
     @staticmethod
     def _check_complete(event: events.ChunkUploaded, written: list[WrittenSegment]) -> None:

@@ -6,7 +6,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 
 from chunkcast.domain import events, keys
-from chunkcast.domain.errors import Conflict, InvalidInput, NotFound
+from chunkcast.domain.errors import Conflict, InvalidInput, NotFound, TooLarge
 from chunkcast.domain.ids import check_video_id, new_video_id
 from chunkcast.domain.videos import Video, VideoKind, VideoStatus
 from chunkcast.metrics import Metrics
@@ -32,19 +32,24 @@ def clean_title(title: str) -> str:
 
 class Videos:
     def __init__(self, repo: VideoRepository, store: ObjectStore, bus: EventBus,
-                 lifecycle: Lifecycle, metrics: Metrics, *, upload_url_seconds: int) -> None:
+                 lifecycle: Lifecycle, metrics: Metrics, *, upload_url_seconds: int,
+                 max_upload_bytes: int = 20 * 1024**3) -> None:
         self._repo = repo
         self._store = store
         self._bus = bus
         self._lifecycle = lifecycle
         self._metrics = metrics
         self._upload_ttl = upload_url_seconds
+        self._max_bytes = max_upload_bytes
 
     async def create(self, title: str, size: int | None = None, *, private: bool = False
                      ) -> tuple[Video, PresignedRequest | MultipartUpload]:
         """A new VOD video and where its source goes: one pre-signed PUT, or, for a source of
         ``size`` bytes above the store's multipart threshold, pre-signed part URLs (a failed
-        part is sent again on its own, so a large upload resumes instead of starting over)."""
+        part is sent again on its own, so a large upload resumes instead of starting over).
+        A pre-signed PUT does not bind the length: the size is checked again at ``complete``."""
+        if size is not None and size > self._max_bytes:
+            raise TooLarge(f"the upload is larger than the limit of {self._max_bytes} bytes")
         video = Video(id=new_video_id(), kind=VideoKind.VOD, title=clean_title(title),
                       status=VideoStatus.CREATED, created_at=datetime.now(UTC),
                       private=private)
@@ -106,6 +111,13 @@ class Videos:
         if info.size == 0:
             self._metrics.uploads.labels("empty").inc()
             await self._lifecycle.fail(video.id, "the uploaded file is empty")
+            return await self.get(video_id)
+        if info.size > self._max_bytes:
+            # Never accepted, so not kept: an object over the limit only holds storage.
+            self._metrics.uploads.labels("too_large").inc()
+            await self._store.delete_prefix(keys.source(video.id))
+            await self._lifecycle.fail(video.id, f"the uploaded file is larger than the limit "
+                                                 f"of {self._max_bytes} bytes")
             return await self.get(video_id)
         if await self._lifecycle.move(video.id, VideoStatus.UPLOADED,
                                       only_from=(VideoStatus.CREATED,)):

@@ -219,6 +219,12 @@ class SqlVideoRepository:
             return [Chunk(r.video_id, r.seq, r.key, r.pts_start, r.duration, r.captured_at)
                     for r in rows]
 
+    async def last_chunk_seq(self, video_id: str) -> int | None:
+        async with self._session() as s:
+            last: int | None = await s.scalar(
+                select(func.max(ChunkRow.seq)).where(ChunkRow.video_id == video_id))
+            return last
+
     async def upsert_segments(self, segments: Sequence[Segment]) -> None:
         # The last of repeated keys wins, as on SQLite; PostgreSQL refuses to update one row
         # twice in a statement, so repeats are dropped here.

@@ -2,21 +2,22 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Request
+from fastapi import APIRouter, Header, Path, Request
 from pydantic import BaseModel, Field
 
-from chunkcast.api.deps import AdminDep, PlatformDep, require_admin
+from chunkcast.api.deps import AdminDep, PlatformDep, TokenDep, is_admin, require_admin
 from chunkcast.api.hub import Hub
 from chunkcast.api.routes.videos import video_out
-from chunkcast.api.schemas import StreamStatus, UploadTarget, VideoOut
-from chunkcast.domain.errors import ChunkcastError
+from chunkcast.api.schemas import Playback, RequestBody, StreamStatus, UploadTarget, VideoOut
+from chunkcast.domain.errors import ChunkcastError, Expired, NotFound
 from chunkcast.runtime import Platform
+from chunkcast.services.streams import MAX_CHUNK_SECONDS
 
 router = APIRouter(tags=["live"])
 StreamKey = Annotated[str | None, Header(alias="X-Stream-Key")]
 
 
-class CreateStream(BaseModel):
+class CreateStream(RequestBody):
     title: str = Field(min_length=1, max_length=200)
     private: bool = Field(False, description="playback only through signed links")
 
@@ -26,11 +27,12 @@ class CreatedStream(VideoOut):
     broadcast: str
 
 
-class ChunkReport(BaseModel):
+class ChunkReport(RequestBody):
     seq: int | None = Field(None, ge=0, le=99_999_999)
-    duration: float = Field(gt=0)
-    pts_start: float = 0.0
-    captured_at: str | None = None
+    duration: float = Field(gt=0, le=MAX_CHUNK_SECONDS)
+    # Seconds on the broadcaster's clock (MPEG-TS time wraps after about 26.5 hours).
+    pts_start: float = Field(0.0, ge=-1e6, le=1e7)
+    captured_at: str | None = Field(None, max_length=40)
 
 
 class ChunkUpload(BaseModel):
@@ -59,10 +61,19 @@ async def create_stream(body: CreateStream, platform: PlatformDep) -> CreatedStr
 
 
 @router.get("/api/v1/streams/{video_id}")
-async def stream_status(video_id: str, request: Request,
-                        platform: PlatformDep) -> StreamStatus:
-    """Status, viewers and last chunk time of a stream: what its dashboard polls."""
+async def stream_status(video_id: str, request: Request, platform: PlatformDep,
+                        token: TokenDep) -> StreamStatus:
+    """Status, viewers and last chunk time of a stream: what its dashboard polls. A private
+    stream's only for the admin or with a valid signed link (``e``, ``st``); to anyone else
+    it is unknown."""
     video = await platform.streams.get(video_id)
+    if video.private and not is_admin(request):
+        try:
+            platform.playback.signer.check(video.id, token)
+        except Expired:
+            raise  # only a genuine link can have expired: it says nothing new
+        except ChunkcastError:
+            raise NotFound("no such stream") from None
     hub: Hub = request.app.state.hub
     return StreamStatus(id=video.id, title=video.title, status=video.status.value,
                         viewers=hub.viewers(video.id), last_chunk_at=video.last_chunk_at)
@@ -87,7 +98,8 @@ async def chunk_upload(video_id: str, body: ChunkReport, platform: PlatformDep,
 
 
 @router.post("/api/v1/streams/{video_id}/chunks/{seq}/complete", status_code=202)
-async def chunk_complete(video_id: str, seq: int, body: ChunkReport, platform: PlatformDep,
+async def chunk_complete(video_id: str, seq: Annotated[int, Path(ge=0, le=99_999_999)],
+                         body: ChunkReport, platform: PlatformDep,
                          x_stream_key: StreamKey = None) -> ChunkAccepted:
     """Chunk ``seq`` is stored: transcode it. Reporting it twice changes nothing."""
     new = await platform.streams.complete_chunk(
@@ -105,4 +117,9 @@ async def end_stream(video_id: str, request: Request, platform: PlatformDep,
         require_admin(request)
     else:
         await platform.streams.authenticate(video_id, x_stream_key)
-    return await video_out(platform, await platform.streams.end(video_id))
+    out = await video_out(platform, await platform.streams.end(video_id))
+    if out.private and not is_admin(request):
+        # A stream key is not a playback link: its holder gets no signed links to mint.
+        out.playback = Playback(hls=out.playback.hls.split("?", 1)[0], ws=out.playback.ws,
+                                watch=out.playback.watch.split("?", 1)[0], token=None)
+    return out

@@ -13,6 +13,7 @@ from fastapi.responses import FileResponse, RedirectResponse
 
 from chunkcast.adapters.storage.local import LocalObjectStore
 from chunkcast.api.deps import TokenDep
+from chunkcast.api.routes.edge import is_edge
 from chunkcast.domain import keys
 from chunkcast.domain.errors import Forbidden, NotFound, TooLarge
 from chunkcast.domain.media_types import cache_control_for, content_type_for
@@ -22,13 +23,12 @@ from chunkcast.ports.storage import ObjectStore
 from chunkcast.services.playback import Playback
 
 REDIRECT_URL_SECONDS = 600
-EDGE_HEADER = "x-chunkcast-edge"  # sent by the nginx edge that `chunkcast deploy` writes
 ExpiresQ = Annotated[int | None, Query()]
 SignatureQ = Annotated[str | None, Query()]
 
 
 def media_router(store: LocalObjectStore, playback: Playback, metrics: Metrics, secret: bytes,
-                 max_bytes: int) -> APIRouter:
+                 max_upload_bytes: int, max_chunk_bytes: int) -> APIRouter:
     router = APIRouter(tags=["media"])
 
     def check(method: str, key: str, expires: int | None, signature: str | None) -> None:
@@ -41,6 +41,8 @@ def media_router(store: LocalObjectStore, playback: Playback, metrics: Metrics, 
                          signature: SignatureQ = None) -> Response:
         keys.check_key(key)
         check("PUT", key, expires, signature)
+        # A live chunk is small; only a source may be as large as an upload.
+        max_bytes = max_chunk_bytes if key.startswith("chunks/") else max_upload_bytes
         declared = request.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > max_bytes:
             raise TooLarge(f"the upload is larger than the limit of {max_bytes} bytes")
@@ -88,16 +90,17 @@ def media_router(store: LocalObjectStore, playback: Playback, metrics: Metrics, 
     return router
 
 
-def redirect_router(store: ObjectStore, playback: Playback, metrics: Metrics) -> APIRouter:
+def redirect_router(store: ObjectStore, playback: Playback, metrics: Metrics,
+                    edge_secret: str) -> APIRouter:
     """``/media/{key}`` for stores that serve their own objects (S3). A viewer is redirected
-    to a short-lived pre-signed GET; a CDN edge (it says so with ``X-Chunkcast-Edge``) is
-    given the object itself, which it caches: the bucket stays private and the API serves
-    each object about once per edge."""
+    to a short-lived pre-signed GET; the CDN edge (it proves it is the edge with the edge
+    secret in ``X-Chunkcast-Edge``) is given the object itself, which it caches: the bucket
+    stays private and the API serves each object about once per edge."""
     router = APIRouter(tags=["media"])
 
     async def answer(key: str, request: Request) -> Response:
         metrics.served(key)
-        if EDGE_HEADER not in request.headers:
+        if not is_edge(request, edge_secret):
             return RedirectResponse(store.presign_get(key, REDIRECT_URL_SECONDS),
                                     status_code=307,
                                     headers={"Cache-Control": "public, max-age=60"})

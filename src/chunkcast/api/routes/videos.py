@@ -36,7 +36,7 @@ async def video_out(platform: Platform, video: Video) -> VideoOut:
             name=i.rendition.name, width=i.rendition.width, height=i.rendition.height,
             video_kbps=i.rendition.video_kbps, audio_kbps=i.rendition.audio_kbps,
             fps=i.rendition.fps, codecs=i.codecs) for i in renditions],
-        playback=Playback(**asdict(platform.playback.urls(video))),
+        playback=Playback(**asdict(platform.playback.urls(video, expires=None))),  # fresh
         created_at=video.created_at,
     )
 
@@ -72,11 +72,15 @@ async def complete_upload(video_id: str, platform: PlatformDep,
 @router.get("/{video_id}")
 async def get_video(video_id: str, request: Request, platform: PlatformDep,
                     token: TokenDep) -> VideoOut:
-    """A video; a private one only for the admin or with a signed link (``e``, ``st``)."""
+    """A video; a private one only for the admin or with a signed link (``e``, ``st``).
+    The admin is given fresh links; a link's holder, links that expire with its own."""
     video = await platform.videos.get(video_id)
-    if video.private and not is_admin(request):
-        platform.playback.signer.check(video.id, token)
-    return await video_out(platform, video)
+    if not video.private or is_admin(request):
+        return await video_out(platform, video)
+    expires = platform.playback.signer.check(video.id, token)
+    out = await video_out(platform, video)
+    urls = platform.playback.urls(video, expires=expires)
+    return out.model_copy(update={"playback": Playback(**asdict(urls))})
 
 
 @router.patch("/{video_id}", dependencies=[AdminDep])
@@ -90,7 +94,7 @@ async def list_videos(
     request: Request,
     platform: PlatformDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
     status: Annotated[list[VideoStatus] | None, Query(
         description="only videos in these statuses (repeatable)")] = None,
     kind: Annotated[VideoKind | None, Query(description="only VOD uploads or live streams")

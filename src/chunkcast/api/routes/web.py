@@ -60,7 +60,8 @@ async def new_stream(request: Request) -> HTMLResponse:
 
 @router.get("/streams/{video_id}", response_class=HTMLResponse)
 async def stream_dashboard(request: Request, video_id: str) -> HTMLResponse:
-    """The broadcaster's dashboard of one stream."""
+    """The broadcaster's dashboard of one stream. A private stream's page is rendered
+    without its title and status: its script asks for them with the admin token."""
     platform = _platform(request)
     try:
         video = await platform.streams.get(video_id)
@@ -68,7 +69,9 @@ async def stream_dashboard(request: Request, video_id: str) -> HTMLResponse:
         return templates.TemplateResponse(request, "not_found.html", {"what": "stream"},
                                           status_code=404)
     return templates.TemplateResponse(request, "stream.html", {
-        "video": video, "server": platform.settings.public_url.rstrip("/")})
+        "stream_id": video.id, "private": video.private,
+        "video": None if video.private else video,
+        "server": platform.settings.public_url.rstrip("/")})
 
 
 def install(app: FastAPI) -> None:

@@ -1,6 +1,8 @@
 // A stream's dashboard: its key, the commands that broadcast to it, and its live status.
 
-import { ago, api, clearError, copyText, installTokenForm, shellQuote, showError } from "./api.js";
+import {
+  ago, api, ApiError, clearError, copyText, installTokenForm, shellQuote, showError,
+} from "./api.js";
 import { recallKey, rememberKey } from "./stream_keys.js";
 
 const POLL_MS = 1500;
@@ -11,6 +13,9 @@ const FINISHED = new Set(["ended", "failed"]);
 const dashboard = document.getElementById("dashboard");
 const streamId = dashboard.dataset.streamId;
 const server = dashboard.dataset.server;
+// A private stream's title and status are only given with the admin token (the page
+// carries neither).
+const isPrivate = "private" in dashboard.dataset;
 const $ = (id) => document.getElementById(id);
 
 const keyField = $("stream-key");
@@ -99,6 +104,10 @@ $("new-key").addEventListener("click", async () => {
 // --- live status --------------------------------------------------------------------------
 
 function showStatus(stream) {
+  if (isPrivate) {
+    $("stream-title").textContent = stream.title;
+    document.title = `${stream.title} · stream · chunkcast`;
+  }
   statusBadge.textContent = stream.status;
   statusBadge.className = `badge status-${stream.status}`;
   $("stream-viewers").textContent = String(stream.viewers);
@@ -114,15 +123,26 @@ function showStatus(stream) {
   endButton.disabled = FINISHED.has(stream.status);
 }
 
+let pollProblem = ""; // shown once, not at every poll (showing a token problem focuses the form)
+
 async function poll() {
   let finished = false;
   try {
-    const stream = await api(`/api/v1/streams/${streamId}`);
+    const stream = await api(`/api/v1/streams/${streamId}`, { admin: isPrivate });
     clearError(statusError);
+    pollProblem = "";
     showStatus(stream);
     finished = FINISHED.has(stream.status);
   } catch (error) {
-    showError(statusError, error);
+    // To anyone but the admin a private stream is unknown.
+    const problem = isPrivate && error instanceof ApiError && error.status === 404
+      ? new ApiError(404, "http_error",
+        "The admin token was refused: a private stream's status needs it")
+      : error;
+    if (problem.message !== pollProblem || statusError.hidden) {
+      pollProblem = problem.message;
+      showError(statusError, problem);
+    }
   }
   if (!finished) setTimeout(poll, POLL_MS);
 }

@@ -48,6 +48,8 @@ export class Feed {
       if (this._socket !== socket || this._closed) return;
       this._socket = null;
       this.lastClose = event.code;
+      // 4403/4410: the signed link is refused or has expired; trying again cannot help.
+      if (event.code === 4403 || event.code === 4410) return;
       if (!this._shouldRetry(this)) return;
       // 1008 before a live stream's first segment is transcoded; 4008 when we fell behind;
       // anything else is a dropped connection. All of them: try again, a little later.
