@@ -1,26 +1,22 @@
-"""A small client for the chunkcast HTTP API (used by the CLI)."""
+"""A small client for the chunkcast HTTP API (used by the CLI), on the shared retrying
+client of :mod:`chunkcast.http`."""
 
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
-
-from chunkcast.domain.errors import ChunkcastError
+from chunkcast.http import HttpClient, RequestFailed
 
 PIECE = 1 << 20
 PART_ATTEMPTS = 4
 
-
-class ApiError(ChunkcastError):
-    """The server answered with an error; ``message`` is its explanation."""
+ApiError = RequestFailed  # the server refused, or could not be reached; ``message`` says why
 
 
 class Client:
     def __init__(self, server: str, token: str | None, timeout: float = 30.0) -> None:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self._http = httpx.Client(base_url=server.rstrip("/"), headers=headers, timeout=timeout)
+        self._http = HttpClient(server, headers=headers, timeout=timeout)
 
     def __enter__(self) -> "Client":
         return self
@@ -30,12 +26,6 @@ class Client:
 
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
         response = self._http.request(method, path, **kwargs)
-        if response.is_error:
-            try:
-                message = response.json()["error"]["message"]
-            except (ValueError, KeyError, TypeError):
-                message = response.text or response.reason_phrase
-            raise ApiError(f"{response.status_code}: {message}")
         return response.json() if response.content else None
 
     def create_video(self, title: str, size: int | None = None, *, private: bool = False
@@ -75,21 +65,13 @@ class Client:
                    on_progress: Callable[[int], None]) -> dict[str, Any]:
         done = []
         part_size: int = target["part_size"]
-        with path.open("rb") as src, httpx.Client(timeout=300.0) as http:
+        with path.open("rb") as src, HttpClient(timeout=300.0, attempts=PART_ATTEMPTS) as http:
             for part in target["parts"]:
                 src.seek((part["number"] - 1) * part_size)
                 data = src.read(part_size)
-                for attempt in range(PART_ATTEMPTS):
-                    try:
-                        response = http.put(part["url"], content=data)
-                        if not response.is_error:
-                            break
-                        problem = f"{response.status_code}: {response.text[:200]}"
-                    except httpx.TransportError as exc:
-                        problem = str(exc)
-                    if attempt + 1 == PART_ATTEMPTS:
-                        raise ApiError(f"part {part['number']} refused by storage ({problem})")
-                    time.sleep(0.5 * 2**attempt)
+                # A failed part is sent again on its own.
+                response = http.request("PUT", part["url"], content=data, api=False,
+                                        what=f"part {part['number']} refused by storage")
                 done.append({"number": part["number"], "etag": response.headers["ETag"]})
                 on_progress(len(data))
         return {"upload_id": target["upload_id"], "parts": done}
@@ -106,8 +88,6 @@ class Client:
                     on_progress(len(piece))
 
         headers = {**target.get("headers", {}), "Content-Length": str(size)}
-        response = httpx.request(target["method"], target["url"], content=pieces(),
-                                 headers=headers, timeout=120.0)
-        if response.is_error:
-            raise ApiError(f"upload refused by storage ({response.status_code}): "
-                           f"{response.text[:200]}")
+        with HttpClient(timeout=120.0) as http:  # a streamed body is sent once
+            http.request(target["method"], target["url"], content=pieces(), headers=headers,
+                         api=False, attempts=1, what="upload refused by storage")

@@ -82,6 +82,10 @@ class VideoOut(BaseModel):
     height: int | None
     has_audio: bool | None
     private: bool
+    playable: bool = Field(description="players can start: a live stream or a finished video")
+    live: bool = Field(description="a stream taking chunks (idle until the first one)")
+    fallback_codecs: str = Field(description="CODECS to assume for a rendition whose "
+                                 "`codecs` are not known yet")
     progress: int
     renditions: list[RenditionOut]
     playback: Playback

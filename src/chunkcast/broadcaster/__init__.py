@@ -24,7 +24,8 @@ from chunkcast.broadcaster.timing import (
     parse_out_time,
     parse_segment_line,
 )
-from chunkcast.broadcaster.uploads import Verdict, backoff_s, chunk_report, error_message, verdict
+from chunkcast.broadcaster.uploads import chunk_report
+from chunkcast.http import Verdict, backoff_s, error_message, verdict
 
 __all__ = [
     "CaptureClock",

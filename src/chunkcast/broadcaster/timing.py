@@ -4,7 +4,8 @@
 import csv
 from collections import deque
 from dataclasses import dataclass
-from datetime import UTC, datetime
+
+from chunkcast.domain.clock import iso_from_epoch
 
 
 @dataclass(frozen=True)
@@ -45,10 +46,7 @@ def parse_out_time(line: str) -> float | None:
         return None
 
 
-def format_utc(wall: float) -> str:
-    """ISO 8601 UTC with milliseconds, e.g. ``2026-11-24T10:00:00.123Z``."""
-    moment = datetime.fromtimestamp(round(wall, 3), UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+format_utc = iso_from_epoch  # ISO 8601 UTC with milliseconds: the platform's one form
 
 
 class CaptureClock:

@@ -1,9 +1,6 @@
-"""Delivering chunks through the API: pre-signed PUT, complete, retries with backoff.
-"""
+"""Delivering chunks through the API: pre-signed PUT, complete, retries with backoff (the
+shared client of :mod:`chunkcast.http`)."""
 
-import contextlib
-import enum
-import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -11,41 +8,7 @@ from typing import Any
 import httpx
 
 from chunkcast.broadcaster.timing import ClosedChunk, format_utc
-from chunkcast.domain.errors import ChunkcastError
-
-ATTEMPTS = 5
-
-
-
-class Verdict(enum.Enum):
-    """What to do after one HTTP attempt."""
-
-    DONE = "done"
-    RETRY = "retry"  # network error, 5xx, 429: try again after a backoff
-    SKIP = "skip"  # this chunk was refused: report it and go on with the next
-    FATAL = "fatal"  # the stream refuses us (bad key, no such stream, ended): stop
-
-
-def verdict(status: int | None, *, api: bool = True) -> Verdict:
-    """Classify an HTTP status (None: no answer at all). Refusals from the API about the
-    stream itself are fatal; storage refusals and other 4xx only lose the chunk."""
-    if status is None or status == 429 or status >= 500:
-        return Verdict.RETRY
-    if status < 400:
-        return Verdict.DONE
-    if api and status in (401, 403, 404, 409):
-        return Verdict.FATAL
-    return Verdict.SKIP
-
-
-def backoff_s(attempt: int, *, retry_after: float | None = None, base: float = 0.25,
-              cap: float = 4.0) -> float:
-    """Seconds to wait before attempt ``attempt + 1`` (``attempt`` counts from 0): doubling
-    from ``base``, at most ``cap``; a server's ``Retry-After`` wins when longer."""
-    delay = min(cap, base * 2.0**attempt)
-    if retry_after is not None:
-        delay = max(delay, min(cap, retry_after))
-    return delay
+from chunkcast.http import HttpClient, RequestFailed
 
 
 def chunk_report(seq: int, chunk: ClosedChunk, captured_at: float, offset: float) -> dict[str, Any]:
@@ -55,21 +18,8 @@ def chunk_report(seq: int, chunk: ClosedChunk, captured_at: float, offset: float
             "captured_at": format_utc(captured_at), "pts_start": round(chunk.start + offset, 6)}
 
 
-def error_message(response: httpx.Response) -> str:
-    """The server's ``{"error": {"message"}}``, else the body or the reason."""
-    try:
-        message = response.json()["error"]["message"]
-    except (ValueError, KeyError, TypeError):
-        message = response.text[:200] or response.reason_phrase
-    return f"{response.status_code}: {message}"
-
-
-class UploadFailed(ChunkcastError):
-    """A chunk could not be delivered; ``fatal`` when the broadcast cannot go on."""
-
-    def __init__(self, message: str, *, fatal: bool = False) -> None:
-        super().__init__(message)
-        self.fatal = fatal
+# A chunk that could not be delivered; ``fatal`` when the broadcast cannot go on.
+UploadFailed = RequestFailed
 
 
 class ChunkUploader:
@@ -79,42 +29,17 @@ class ChunkUploader:
 
     def __init__(self, server: str, stream_id: str, key: str, *, timeout: float = 10.0,
                  on_retry: Callable[[], None] = lambda: None) -> None:
-        self._http = httpx.Client(base_url=server.rstrip("/"), timeout=timeout)
+        self._http = HttpClient(server, timeout=timeout, on_retry=on_retry)
         self._key = {"X-Stream-Key": key}  # for the API only: never sent to storage
         self._base = f"/api/v1/streams/{stream_id}"
-        self.aborted = threading.Event()
-        self._on_retry = on_retry
+        self.aborted = self._http.aborted
 
     def close(self) -> None:
         self._http.close()
 
     def _request(self, what: str, method: str, url: str, *, api: bool = True,
                  **kwargs: Any) -> httpx.Response:
-        """One call with retries on network errors, 5xx and 429."""
-        problem = ""
-        for attempt in range(ATTEMPTS):
-            retry_after = None
-            try:
-                response = self._http.request(method, url, **kwargs)
-            except httpx.HTTPError as exc:
-                status, problem = None, f"{type(exc).__name__}: {exc}"
-            else:
-                status = response.status_code
-                if response.is_error:
-                    problem = error_message(response)
-                    with contextlib.suppress(ValueError):
-                        retry_after = float(response.headers.get("Retry-After", ""))
-            decision = verdict(status, api=api)
-            if decision is Verdict.DONE:
-                return response
-            if decision is not Verdict.RETRY:
-                raise UploadFailed(f"{what}: {problem}", fatal=decision is Verdict.FATAL)
-            if attempt + 1 == ATTEMPTS or self.aborted.is_set():
-                break
-            self._on_retry()
-            if self.aborted.wait(backoff_s(attempt, retry_after=retry_after)):
-                break
-        raise UploadFailed(f"{what}: {problem} (gave up)")
+        return self._http.request(method, url, what=what, api=api, **kwargs)
 
     def upload(self, seq: int, path: Path, report: dict[str, Any]) -> None:
         """Pre-signed PUT, the bytes, then "complete"."""

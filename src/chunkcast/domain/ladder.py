@@ -27,6 +27,20 @@ RUNGS_BY_NAME = {r.name: r for r in DEFAULT_RUNGS}
 MAX_FPS = 60.0
 MIN_SIDE = 16
 
+# The bitrate model, in one place: the encoder's peak (maxrate) and buffer are these factors
+# of the target rate, and a playlist's BANDWIDTH is the peak plus the audio.
+MAXRATE_FACTOR = 1.07
+BUFSIZE_FACTOR = 1.5
+# What players are told before a rendition's init segment is read: H.264 High at level 4.0
+# (what the encoder makes, at the highest level the ladder needs), AAC-LC.
+FALLBACK_VIDEO_CODEC = "avc1.640028"
+AAC_CODEC = "mp4a.40.2"
+
+
+def fallback_codecs(has_audio: bool) -> str:
+    """The CODECS string of a rendition whose init segment has not been read yet."""
+    return FALLBACK_VIDEO_CODEC + (f",{AAC_CODEC}" if has_audio else "")
+
 
 @dataclass(frozen=True)
 class Rendition:
@@ -38,6 +52,24 @@ class Rendition:
     video_kbps: int
     audio_kbps: int
     fps: float
+
+    @property
+    def maxrate_kbps(self) -> int:
+        return round(self.video_kbps * MAXRATE_FACTOR)
+
+    @property
+    def bufsize_kbps(self) -> int:
+        return round(self.video_kbps * BUFSIZE_FACTOR)
+
+    def bandwidth(self, has_audio: bool) -> int:
+        """Peak bits per second, for a playlist's BANDWIDTH."""
+        return round(self.video_kbps * 1000 * MAXRATE_FACTOR) + self.audio_bps(has_audio)
+
+    def average_bandwidth(self, has_audio: bool) -> int:
+        return self.video_kbps * 1000 + self.audio_bps(has_audio)
+
+    def audio_bps(self, has_audio: bool) -> int:
+        return self.audio_kbps * 1000 if has_audio else 0
 
 
 def _even(value: float, limit: int) -> int:

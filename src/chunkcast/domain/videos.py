@@ -23,6 +23,48 @@ class VideoStatus(StrEnum):
     LIVE = "live"
     ENDED = "ended"
 
+    # The one home of every rule about statuses; the API gives the JS the answers too.
+    @property
+    def is_open(self) -> bool:
+        """Work is still to come: the video may still fail."""
+        return self in _OPEN
+
+    @property
+    def is_broadcasting(self) -> bool:
+        """A stream that takes chunks (idle until the first one)."""
+        return self in (VideoStatus.IDLE, VideoStatus.LIVE)
+
+    @property
+    def is_final(self) -> bool:
+        """Nothing more will come: every segment there will be is there."""
+        return self in (VideoStatus.READY, VideoStatus.ENDED, VideoStatus.FAILED)
+
+    @property
+    def is_playable(self) -> bool:
+        """Players can start (a live stream, or a finished video)."""
+        return self in (VideoStatus.READY, VideoStatus.LIVE, VideoStatus.ENDED)
+
+    @property
+    def is_complete(self) -> bool:
+        """Plays from start to end: a ready upload or an ended stream (the library)."""
+        return self in (VideoStatus.READY, VideoStatus.ENDED)
+
+    @property
+    def is_splittable(self) -> bool:
+        """An upload the splitter may (still) cut into chunks."""
+        return self in (VideoStatus.UPLOADED, VideoStatus.PROCESSING)
+
+    @classmethod
+    def complete_ones(cls) -> tuple["VideoStatus", ...]:
+        return tuple(s for s in cls if s.is_complete)
+
+    @classmethod
+    def open_ones(cls) -> tuple["VideoStatus", ...]:
+        return tuple(s for s in cls if s.is_open)
+
+
+_OPEN = frozenset({VideoStatus.CREATED, VideoStatus.UPLOADED, VideoStatus.PROCESSING,
+                   VideoStatus.IDLE, VideoStatus.LIVE})
 
 _NEXT: dict[VideoStatus, frozenset[VideoStatus]] = {
     VideoStatus.CREATED: frozenset({VideoStatus.UPLOADED, VideoStatus.FAILED}),
@@ -39,6 +81,11 @@ _NEXT: dict[VideoStatus, frozenset[VideoStatus]] = {
 def can_move(current: VideoStatus, new: VideoStatus) -> bool:
     """Whether the state machine allows ``current`` → ``new``."""
     return new in _NEXT[current]
+
+
+def sources_of(new: VideoStatus) -> tuple[VideoStatus, ...]:
+    """Every status the state machine allows to become ``new``."""
+    return tuple(s for s in VideoStatus if can_move(s, new))
 
 
 def check_move(current: VideoStatus, new: VideoStatus) -> None:

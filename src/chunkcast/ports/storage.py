@@ -57,6 +57,13 @@ class ObjectStore(Protocol):
         """Release connections."""
 
 
+# The rules of uploads in parts (S3's, which every multipart store follows): at most
+# MAX_PARTS parts, each but the last MIN_PART_SIZE to MAX_PART_SIZE bytes.
+MIN_PART_SIZE = 5 * 1024**2
+MAX_PART_SIZE = 5 * 1024**3
+MAX_PARTS = 10_000
+
+
 @dataclass(frozen=True)
 class UploadPart:
     """One part of a multipart upload: PUT bytes ``[(number-1)*part_size, number*part_size)``

@@ -4,14 +4,12 @@ import logging
 
 from chunkcast.domain import events
 from chunkcast.domain.errors import public_text
-from chunkcast.domain.videos import VideoStatus
+from chunkcast.domain.videos import VideoStatus, check_move, sources_of
 from chunkcast.ports.bus import EventBus
 from chunkcast.ports.repository import VideoRepository
 
 log = logging.getLogger(__name__)
 
-_OPEN = (VideoStatus.CREATED, VideoStatus.UPLOADED, VideoStatus.PROCESSING, VideoStatus.IDLE,
-         VideoStatus.LIVE)
 
 
 class Lifecycle:
@@ -23,7 +21,10 @@ class Lifecycle:
         self, video_id: str, status: VideoStatus, *, only_from: tuple[VideoStatus, ...],
         error: str | None = None,
     ) -> bool:
-        """Change the status if it is one of ``only_from``; announce it when it changed."""
+        """Change the status if it is one of ``only_from`` (each a move the state machine
+        allows); announce it when it changed."""
+        for current in only_from:
+            check_move(current, status)
         changed = await self._repo.set_status(video_id, status, error=error, only_from=only_from)
         if changed:
             await self.announce(video_id, status, error)
@@ -39,5 +40,6 @@ class Lifecycle:
         """Mark a video failed with a reason a person understands. What was already stored
         (the source, finished segments) is kept. The reason is public: no paths or URLs."""
         reason = public_text(reason)
-        if await self.move(video_id, VideoStatus.FAILED, only_from=_OPEN, error=reason):
+        if await self.move(video_id, VideoStatus.FAILED, only_from=sources_of(VideoStatus.FAILED),
+                           error=reason):
             log.warning("video %s failed: %s", video_id, reason)

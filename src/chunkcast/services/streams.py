@@ -4,6 +4,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 from chunkcast.domain import events, keys
+from chunkcast.domain.clock import iso_now, parse_iso
 from chunkcast.domain.errors import (
     Conflict,
     Forbidden,
@@ -15,13 +16,13 @@ from chunkcast.domain.errors import (
 from chunkcast.domain.ids import check_video_id, new_secret, new_video_id
 from chunkcast.domain.ladder import renditions_for_group
 from chunkcast.domain.signing import token_digest, token_matches
-from chunkcast.domain.videos import Chunk, Video, VideoKind, VideoStatus
+from chunkcast.domain.videos import Chunk, Video, VideoKind, VideoStatus, sources_of
 from chunkcast.ports.bus import EventBus
 from chunkcast.ports.repository import VideoRepository
 from chunkcast.ports.storage import ObjectStore, PresignedRequest
 from chunkcast.services.lifecycle import Lifecycle
 from chunkcast.services.playback import Playback
-from chunkcast.services.transcoding import finish_if_complete, iso_now
+from chunkcast.services.transcoding import finish_if_complete
 from chunkcast.services.videos import clean_title
 
 MAX_CHUNK_SECONDS = 10.0
@@ -30,19 +31,6 @@ MAX_CHUNK_SECONDS = 10.0
 def new_stream_key() -> str:
     """256 random bits; only its digest is stored."""
     return new_secret(32)
-
-
-def _parse_time(value: str | None) -> str | None:
-    """Validate an ISO 8601 time and normalise it to UTC with milliseconds and a Z."""
-    if value is None:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError as exc:
-        raise InvalidInput("captured_at is not an ISO 8601 time") from exc
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class Streams:
@@ -97,7 +85,7 @@ class Streams:
 
     @staticmethod
     def _check_open(video: Video) -> None:
-        if video.status not in (VideoStatus.IDLE, VideoStatus.LIVE):
+        if not video.status.is_broadcasting:
             raise Conflict(f"the stream is {video.status.value}; create a new one to go live")
 
     async def _check_seq(self, video: Video, seq: int) -> None:
@@ -138,7 +126,8 @@ class Streams:
             await self._store.delete_prefix(key)
             raise TooLarge(f"chunk {seq} is {stored.size} bytes; the limit is "
                            f"{self._max_chunk_bytes}")
-        chunk = Chunk(video.id, seq, key, pts_start, duration, _parse_time(captured_at))
+        chunk = Chunk(video.id, seq, key, pts_start, duration,
+                      None if captured_at is None else parse_iso(captured_at, "captured_at"))
         if not await self._repo.add_chunk(chunk, at=datetime.now(UTC)):
             return False
         await self._lifecycle.move(video.id, VideoStatus.LIVE, only_from=(VideoStatus.IDLE,))
@@ -150,7 +139,7 @@ class Streams:
     async def end(self, video_id: str) -> Video:
         """End the broadcast; once its last chunks are transcoded it plays as VOD."""
         video = await self._stream(video_id)
-        if video.status in (VideoStatus.IDLE, VideoStatus.LIVE):
+        if video.status.is_broadcasting:
             chunks = await self._repo.chunks(video.id)
             ladder = [i.rendition for i in await self._repo.renditions(video.id)]
             busy = [g for g in self._groups if renditions_for_group(ladder, self._groups, g)]
@@ -158,7 +147,7 @@ class Streams:
             # Announced (VideoStatusChanged) only once its last chunks are transcoded, so a
             # viewer told "ended" has already been sent every segment.
             await self._repo.set_status(video.id, VideoStatus.ENDED,
-                                        only_from=(VideoStatus.IDLE, VideoStatus.LIVE))
+                                        only_from=sources_of(VideoStatus.ENDED))
             await finish_if_complete(self._repo, self._lifecycle, self._playback, video.id)
         return await self._stream(video_id)
 

@@ -12,12 +12,17 @@ from chunkcast.domain.videos import Video, VideoKind, VideoStatus
 from chunkcast.metrics import Metrics
 from chunkcast.ports.bus import EventBus
 from chunkcast.ports.repository import VideoRepository
-from chunkcast.ports.storage import MultipartStore, MultipartUpload, ObjectStore, PresignedRequest
+from chunkcast.ports.storage import (
+    MAX_PARTS,
+    MultipartStore,
+    MultipartUpload,
+    ObjectStore,
+    PresignedRequest,
+)
 from chunkcast.services.lifecycle import Lifecycle
 
 MAX_TITLE = 200
-MIN_PART = 8 * 1024**2
-MAX_PARTS = 10_000
+PART_SIZE = 8 * 1024**2  # preferred; larger when the upload would need too many parts
 
 
 def clean_title(title: str) -> str:
@@ -56,7 +61,7 @@ class Videos:
         await self._repo.add_video(video)
         store = self._multipart_store()
         if store is not None and size is not None and size > store.multipart_threshold:
-            part_size = max(MIN_PART, math.ceil(size / MAX_PARTS))
+            part_size = max(PART_SIZE, math.ceil(size / MAX_PARTS))
             upload = await store.start_multipart(keys.source(video.id), size, part_size,
                                                  self._upload_ttl)
             return video, upload
@@ -128,7 +133,7 @@ class Videos:
 
     async def progress(self, video: Video) -> int:
         """0-100: transcodes done over transcodes needed."""
-        if video.status in (VideoStatus.READY, VideoStatus.ENDED):
+        if video.status.is_complete:
             return 100
         if video.status is not VideoStatus.PROCESSING or video.jobs_total == 0:
             return 0

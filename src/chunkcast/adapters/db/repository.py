@@ -1,7 +1,7 @@
 """The catalogue on SQL (SQLite via aiosqlite, PostgreSQL via asyncpg)."""
 
 from collections.abc import Collection, Iterator, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, event, func, select, update
@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async
 
 from chunkcast.adapters.db.models import ChunkJobRow, ChunkRow, RenditionRow, SegmentRow, VideoRow
 from chunkcast.config import Settings
+from chunkcast.domain.clock import as_utc, utc_now
 from chunkcast.domain.ladder import Rendition
 from chunkcast.domain.videos import (
     Chunk,
@@ -41,15 +42,10 @@ def make_engine(url: str) -> AsyncEngine:
 _BATCH_ROWS = 1000
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-def _utc(value: datetime) -> datetime:
-    """The same instant in UTC (a naive time is taken to be UTC already). Every time is
-    written in UTC: SQLite keeps the wall-clock digits and drops the offset, and asyncpg
-    refuses naive times, so this is what makes both backends agree."""
-    return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+# Every time is written in UTC: SQLite keeps the wall-clock digits and drops the offset, and
+# asyncpg refuses naive times, so this is what makes both backends agree.
+_now = utc_now
+_utc = as_utc
 
 
 def _batches(rows: Sequence[dict[str, Any]]) -> Iterator[Sequence[dict[str, Any]]]:

@@ -26,7 +26,15 @@ from chunkcast.config import Settings
 from chunkcast.domain import keys
 from chunkcast.domain.errors import InvalidInput
 from chunkcast.domain.media_types import cache_control_for, content_type_for
-from chunkcast.ports.storage import MultipartUpload, ObjectInfo, PresignedRequest, UploadPart
+from chunkcast.ports.storage import (
+    MAX_PART_SIZE,
+    MAX_PARTS,
+    MIN_PART_SIZE,
+    MultipartUpload,
+    ObjectInfo,
+    PresignedRequest,
+    UploadPart,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -34,9 +42,6 @@ if TYPE_CHECKING:
 
 MiB = 1024 * 1024
 DEFAULT_MULTIPART_THRESHOLD = 100 * MiB
-MIN_PART_SIZE = 5 * MiB  # S3's floor for every part but the last
-MAX_PART_SIZE = 5 * 1024 * MiB
-MAX_PARTS = 10_000
 MAX_EXPIRES_S = 7 * 24 * 3600  # the longest a SigV4 pre-signed URL may live
 DELETE_BATCH = 1000  # DeleteObjects takes at most this many keys
 # Answers to CompleteMultipartUpload that mean the client sent wrong parts, not a server fault.

@@ -18,6 +18,7 @@ from chunkcast.api.schemas import (
     VideoOut,
     VideoPage,
 )
+from chunkcast.domain.ladder import fallback_codecs
 from chunkcast.domain.videos import Video, VideoKind, VideoStatus
 from chunkcast.ports.storage import MultipartUpload, PresignedRequest
 from chunkcast.runtime import Platform
@@ -31,6 +32,8 @@ async def video_out(platform: Platform, video: Video) -> VideoOut:
         id=video.id, kind=video.kind.value, title=video.title, status=video.status.value,
         error=video.error, duration=video.duration, width=video.width, height=video.height,
         has_audio=video.has_audio, private=video.private,
+        playable=video.status.is_playable, live=video.status.is_broadcasting,
+        fallback_codecs=fallback_codecs(video.has_audio is not False),
         progress=await platform.videos.progress(video),
         renditions=[RenditionOut(
             name=i.rendition.name, width=i.rendition.width, height=i.rendition.height,

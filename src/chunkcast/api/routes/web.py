@@ -17,7 +17,7 @@ templates = Jinja2Templates(directory=TEMPLATES_DIR)
 
 LIBRARY_PAGE = 24
 LIVE_NOW = 24
-WATCHABLE = (VideoStatus.READY, VideoStatus.ENDED)  # the library: what plays from the start
+WATCHABLE = VideoStatus.complete_ones()  # the library: what plays from the start
 
 
 def _platform(request: Request) -> Platform:

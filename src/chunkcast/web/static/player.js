@@ -7,7 +7,6 @@ import { NativePlayer, playsHlsNatively } from "./player/native.js";
 import { bindControls, showMessage } from "./player/ui.js";
 import { playbackUrls, signatureOf, videoUrl } from "./player/urls.js";
 
-const PLAYABLE = new Set(["ready", "live", "ended"]);
 const POLL_MS = 2000;
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -26,7 +25,8 @@ async function playableVideo(url) {
       const video = await response.json();
       showTitle(video);
       if (video.status === "failed") throw new Error(`Processing failed: ${video.error ?? ""}`);
-      if (video.renditions.length > 0 && (PLAYABLE.has(video.status) || video.status === "idle")) {
+      // `playable` and `live` are the server's rules about statuses (domain/videos.py).
+      if (video.renditions.length > 0 && (video.playable || video.live)) {
         return video;
       }
       showMessage(video.kind === "live" ? "Waiting for the stream to start…"

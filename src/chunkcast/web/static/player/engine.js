@@ -35,7 +35,7 @@ export class Engine extends EventTarget {
     this.info = info;
     this.urls = urls;
     this.status = info.status;
-    this.live = LIVE_STATES.has(info.status);
+    this.live = info.live;
     this.rungs = rungsOf(info.renditions);
     this.abr = new Abr(this.rungs);
     this.timeline = new Timeline();
@@ -284,7 +284,7 @@ export class Engine extends EventTarget {
       codecs = this._codecsOf(rendition);
       if (generation !== this.generation) return;
     }
-    codecs ??= "avc1.42c01e" + (this.info.has_audio === false ? "" : ",mp4a.40.2");
+    codecs ??= this.info.fallback_codecs; // the server's, as its playlists say
     let bytes = this._inits.get(rendition);
     if (!bytes) {
       const url = feed?.init?.init_url;
