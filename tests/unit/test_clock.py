@@ -31,3 +31,10 @@ def test_times_from_outside_are_normalised(given: str, wire: str) -> None:
 def test_other_text_is_refused(given: str) -> None:
     with pytest.raises(InvalidInput, match="captured_at is not an ISO 8601 time"):
         parse_iso(given, "captured_at")
+
+
+@pytest.mark.parametrize("given", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00",
+                                   "1969-12-31T23:59:59Z", "2999-01-01T00:00:00Z"])
+def test_times_out_of_range_are_refused(given: str) -> None:
+    with pytest.raises(InvalidInput, match="captured_at"):
+        parse_iso(given, "captured_at")

@@ -114,3 +114,10 @@ def test_token_does_not_match_another_digest(other: str) -> None:
 def test_token_does_not_match_the_raw_token_or_empty_digest() -> None:
     assert not token_matches("t0ken", "t0ken")
     assert not token_matches("t0ken", "")
+
+
+def test_an_expiry_in_other_digits_is_invalid_not_an_error() -> None:
+    from chunkcast.domain.signing import playback_check
+
+    for expires in ("²", "١٢٣", "12 ", "-1", "1" * 13):
+        assert playback_check("secret", "a" * 16, expires, "x") == "invalid"

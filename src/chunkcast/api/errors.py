@@ -1,6 +1,7 @@
 """Every error leaves as JSON ``{"error": {"code", "message"}}`` with the right status."""
 
 import logging
+from collections.abc import Mapping
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -16,10 +17,11 @@ _CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_f
           422: "invalid_input"}
 
 
-def error_response(status: int, code: str, message: str) -> JSONResponse:
+def error_response(status: int, code: str, message: str,
+                   headers: Mapping[str, str] | None = None) -> JSONResponse:
     # Never cached: a shared cache (the CDN edge) must not keep a refusal or a miss.
     return JSONResponse({"error": {"code": code, "message": message}}, status_code=status,
-                        headers={"Cache-Control": "no-store"})
+                        headers={**(headers or {}), "Cache-Control": "no-store"})
 
 
 def install(app: FastAPI) -> None:
@@ -29,8 +31,9 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(HTTPException)
     async def _http(_: Request, exc: HTTPException) -> JSONResponse:
+        # The framework's headers stay: a 405 must list the allowed methods (Allow).
         return error_response(exc.status_code, _CODES.get(exc.status_code, "error"),
-                              str(exc.detail))
+                              str(exc.detail), exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -5,6 +5,7 @@ itself with."""
 import base64
 import hashlib
 import hmac
+import re
 import time
 
 
@@ -74,7 +75,8 @@ def playback_check(secret: str, video_id: str, expires: str | None, given: str |
                    now: float | None = None) -> str:
     """``"ok"``, ``"expired"`` or ``"invalid"`` (missing, malformed, tampered, or made for
     another video)."""
-    if expires is None or given is None or not expires.isdigit() or len(expires) > 12:
+    # ASCII digits only: str.isdigit() also takes "²", which int() refuses.
+    if expires is None or given is None or not re.fullmatch(r"[0-9]{1,12}", expires):
         return "invalid"
     wanted = playback_signature(secret, video_id, int(expires)).encode()
     if not hmac.compare_digest(wanted, given.encode(errors="replace")):

@@ -44,7 +44,8 @@ def media_router(store: LocalObjectStore, playback: Playback, metrics: Metrics, 
         # A live chunk is small; only a source may be as large as an upload.
         max_bytes = max_chunk_bytes if key.startswith("chunks/") else max_upload_bytes
         declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+        if declared is not None and declared.isascii() and declared.isdigit() \
+                and int(declared) > max_bytes:
             raise TooLarge(f"the upload is larger than the limit of {max_bytes} bytes")
         fd, temp = store.temp_file()
         size = 0
