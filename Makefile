@@ -1,4 +1,5 @@
-# chunkcast — `make up` runs the embedded platform, `make test` the whole suite.
+# chunkcast — `make up` runs the embedded platform, `make test` the whole suite, `make unit`
+# the fast part of it.
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
@@ -6,7 +7,7 @@ BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PORT ?= 8000
 
-.PHONY: up test check bench system-deps venv clean
+.PHONY: up test unit check bench system-deps venv clean
 
 venv: $(VENV)/.installed
 
@@ -36,6 +37,11 @@ up: venv
 
 test: venv system-deps
 	$(BIN)/pytest -q
+
+# In seconds, with no server and no real ffmpeg: the pure units, and the services in-process
+# on the memory bus, a local store and SQLite with a fake prober and encoder.
+unit: venv
+	$(BIN)/pytest -q tests/unit tests/services
 
 check: venv
 	$(BIN)/ruff check src tests bench

@@ -8,6 +8,8 @@ import socket
 from dataclasses import dataclass, field
 from typing import Any
 
+from chunkcast.adapters.media.ffmpeg import FfmpegEncoder
+from chunkcast.adapters.media.probe import PyavProber
 from chunkcast.config import (
     BUS_BACKENDS,
     DATABASE_BACKENDS,
@@ -18,7 +20,6 @@ from chunkcast.config import (
 from chunkcast.domain import events
 from chunkcast.domain.events import Event
 from chunkcast.domain.signing import playback_secret
-from chunkcast.media.argv import EncodeOptions
 from chunkcast.media.process import ffmpeg_path
 from chunkcast.metrics import Metrics
 from chunkcast.ports.bus import EventBus
@@ -98,17 +99,20 @@ class Platform:
         """The splitter and one transcoder consumer per rendition group (all by default)."""
         s = self.settings
         name = f"{socket.gethostname()}-{os.getpid()}"
+        prober = PyavProber()
+        encoder = FfmpegEncoder(ffmpeg_path(s.ffmpeg), preset=s.x264_preset)
         splitter = Splitter(self.repo, self.store, self.bus, self.lifecycle, s.groups,
-                            chunk_seconds=s.vod_chunk_seconds, segment_seconds=s.segment_seconds,
+                            prober=prober, chunk_seconds=s.vod_chunk_seconds,
+                            segment_seconds=s.segment_seconds,
                             max_source_seconds=s.max_source_seconds)
         out = [self._consumer(events.SOURCES, SPLITTER_GROUP, name,
                               {events.SourceUploaded: splitter.handle}, concurrency=1)]
-        options = EncodeOptions(preset=s.x264_preset, segment_seconds=s.segment_seconds)
         for group in groups or list(s.groups):
             transcoder = Transcoder(
                 self.repo, self.store, self.bus, self.lifecycle, self.playback, self.metrics,
-                TranscodeConfig(ffmpeg_path(s.ffmpeg), group, s.groups, options,
+                TranscodeConfig(group, s.groups, s.segment_seconds,
                                 timeout_per_media_s=s.transcode_timeout_factor),
+                prober=prober, encoder=encoder,
             )
             out.append(self._consumer(events.CHUNKS, group, name,
                                       {events.ChunkUploaded: transcoder.handle},

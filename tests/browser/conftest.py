@@ -43,8 +43,10 @@ def browser() -> Iterator[Browser]:
 
 @pytest.fixture
 def page(browser: Browser, request: pytest.FixtureRequest) -> Iterator[Page]:
-    """A fresh browser context and page; console messages are kept for the failure log."""
-    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    """A fresh browser context and page; console messages are kept for the failure log.
+    The pages' Content-Security-Policy forbids eval, which Playwright's waiting helpers use,
+    so it is bypassed here; ``test_pages_run_under_their_own_policy`` runs without."""
+    context = browser.new_context(viewport={"width": 1280, "height": 800}, bypass_csp=True)
     page = context.new_page()
     console: list[str] = []
 

@@ -274,3 +274,29 @@ def test_a_big_file_goes_up_in_parts_with_their_etags(page: Page, server: Server
     assert refused == [2]
     assert completed == [{"upload_id": "upload-1",
                           "parts": [{"number": n, "etag": f'"etag-{n}"'} for n in (1, 2, 3)]}]
+
+
+def test_pages_run_under_their_own_policy(browser: Any, server: Server, clip: Path) -> None:
+    """Without bypassing the Content-Security-Policy the app's own scripts still run: pages
+    render, a video plays, and the browser reports no violation."""
+    import time
+
+    video = upload(server, clip)
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    try:
+        page = context.new_page()
+        console: list[str] = []
+        page.on("console", lambda message: console.append(message.text))
+        for path in ("/", "/upload", "/streams/new"):
+            response = page.goto(server.url + path)
+            assert response is not None and response.status == 200
+            assert "content-security-policy" in response.headers
+        page.goto(f"{server.url}/watch/{video['id']}")
+        deadline = time.monotonic() + SLOW_MS / 1000
+        while page.evaluate("document.querySelector('video')?.currentTime ?? 0") < 0.5:
+            assert time.monotonic() < deadline, "the video never played"
+            page.wait_for_timeout(100)
+        violations = [line for line in console if "Content Security Policy" in line]
+        assert not violations, violations
+    finally:
+        context.close()

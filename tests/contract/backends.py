@@ -28,6 +28,12 @@ from tests.servers.seaweedfs import SeaweedServer, drop_bucket, new_bucket_name
 
 # Short, so that redelivery after a missed ack is tested in well under a second.
 ACK_TIMEOUT_S = 0.3
+# Retention limits far below what the suites publish, so that every test runs with the
+# buses forgetting as eagerly as they may: the memory journal is rewritten after a few dead
+# lines, a Redis stream without groups keeps a few entries, and every read of a group trims
+# its stream and looks for dead consumers.
+SMALL_COMPACT_AFTER_LINES = 8
+SMALL_MAX_LEN = 20
 
 BusFactory = Callable[[], Awaitable[EventBus]]
 """Opens a bus on one test's durable state; calling it again after ``close`` is a restart."""
@@ -59,7 +65,8 @@ def _memory_bus(request: pytest.FixtureRequest, tmp_path: Path) -> BusFactory:
     journal = tmp_path / "bus.journal"
 
     async def open_bus() -> EventBus:
-        return MemoryBus(journal, ack_timeout_s=ACK_TIMEOUT_S)
+        return MemoryBus(journal, ack_timeout_s=ACK_TIMEOUT_S,
+                         compact_after_lines=SMALL_COMPACT_AFTER_LINES)
 
     return open_bus
 
@@ -69,7 +76,8 @@ def _redis_bus(request: pytest.FixtureRequest, tmp_path: Path) -> BusFactory:
     prefix = f"test-{uuid4().hex}"  # one Redis for the session, a namespace per test
 
     async def open_bus() -> EventBus:
-        return RedisBus(server.url, prefix=prefix, ack_timeout_s=ACK_TIMEOUT_S)
+        return RedisBus(server.url, prefix=prefix, ack_timeout_s=ACK_TIMEOUT_S,
+                        max_len=SMALL_MAX_LEN, maintain_every_s=0)
 
     return open_bus
 

@@ -3,7 +3,7 @@
 import time
 
 from chunkcast.domain import keys
-from chunkcast.domain.events import CHUNKS, ChunkUploaded, Event
+from chunkcast.domain.events import CHUNKS, SEGMENTS, ChunkUploaded, Event, SegmentReady
 from chunkcast.domain.ids import new_video_id
 from chunkcast.ports.bus import Delivery, EventBus
 
@@ -18,6 +18,23 @@ def chunk(video_id: str, seq: int) -> ChunkUploaded:
         video_id=video_id, kind="live", seq=seq, key=keys.chunk(video_id, seq),
         pts_start=2.0 * seq, duration=2.0, captured_at=f"2026-11-24T10:00:{2 * seq:02d}.123Z",
     )
+
+
+def segment(video_id: str, seq: int) -> SegmentReady:
+    return SegmentReady(
+        video_id=video_id, rendition="240p", seq=seq, key=keys.segment(video_id, "240p", seq),
+        init_key=keys.init_segment(video_id, "240p"), pts_start=2.0 * seq, duration=2.0,
+        captured_at=None, ready_at="2026-11-24T10:00:00.123Z",
+    )
+
+
+async def publish_segments(bus: EventBus, count: int) -> list[Event]:
+    """``count`` events on ``segments``, a topic without consumer groups."""
+    video_id = new_video_id()
+    events: list[Event] = [segment(video_id, seq) for seq in range(count)]
+    for event in events:
+        await bus.publish(SEGMENTS, event)
+    return events
 
 
 async def publish_chunks(bus: EventBus, count: int) -> tuple[list[str], list[Event]]:

@@ -299,3 +299,62 @@ async def test_attempt_count_survives_restart(bus_factory: BusFactory) -> None:
     # The worker gives up on an event after max_attempts deliveries; an event that kills
     # the process must not get a fresh count each time it is handed out again.
     assert [(d.id, d.attempt) for d in again] == [(event_id, 2)]
+
+
+# -- retention: forget what nobody needs, never what a group still needs -------------------
+
+# Far more than the backends' retention limits in these suites (see backends.py).
+MANY = 300
+
+
+async def test_events_a_group_has_not_handled_survive_everything_published_after(
+    bus_factory: BusFactory,
+) -> None:
+    bus = await bus_factory()
+    await bus.ensure_group(CHUNKS, "busy")
+    await bus.ensure_group(CHUNKS, "down")  # its workers go down for a while
+    ids, events = await publish_chunks(bus, MANY)
+    [held] = await collect(bus, "down", "dies", 1)  # in flight when its worker died
+    for _ in range(0, MANY, 10):  # the other group keeps up, in small steps
+        for delivery in await collect(bus, "busy", "w1", 10):
+            await bus.ack(delivery)
+    await bus.close()
+
+    bus = await bus_factory()
+    more_ids, _ = await publish_chunks(bus, MANY)
+    for delivery in await collect(bus, "busy", "w1", MANY):
+        await bus.ack(delivery)
+    assert await bus.backlog(CHUNKS, "busy") == 0
+    assert await bus.backlog(CHUNKS, "down") == 2 * MANY
+
+    got = await collect(bus, "down", "back", 2 * MANY)
+    assert [(d.id, d.attempt) for d in got] == [
+        (held.id, 2), *((i, 1) for i in ids[1:] + more_ids)]
+    assert [d.event for d in got[:MANY]] == events
+
+
+async def test_work_in_flight_resumes_after_many_cycles_and_a_restart(
+    bus_factory: BusFactory,
+) -> None:
+    bus = await bus_factory()
+    await bus.ensure_group(CHUNKS, "all")
+    for _ in range(40):  # plenty of history, all of it done
+        await publish_chunks(bus, 5)
+        for delivery in await collect(bus, "all", "w1", 5):
+            await bus.ack(delivery)
+    ids, events = await publish_chunks(bus, 3)
+    [held] = await collect(bus, "all", "w1", 1)
+    await bus.close()
+
+    bus = await bus_factory()
+    assert await bus.backlog(CHUNKS, "all") == 3
+    got = await collect(bus, "all", "w2", 3)
+
+    assert held.id == ids[0]
+    assert sorted((d.id, d.event, d.attempt) for d in got) == sorted(
+        [(ids[0], events[0], 2), (ids[1], events[1], 1), (ids[2], events[2], 1)])
+    for delivery in got:
+        await bus.ack(delivery)
+    assert await bus.backlog(CHUNKS, "all") == 0
+    await asyncio.sleep(ACK_TIMEOUT_S + 0.1)
+    assert await nothing_for(bus, "all", "w1", "w2")

@@ -5,6 +5,7 @@ dead letters, trimmed streams, and fan-out subscriptions across bus objects.
 """
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from uuid import uuid4
@@ -12,13 +13,13 @@ from uuid import uuid4
 import pytest
 from redis.asyncio import Redis
 
-from chunkcast.adapters.bus.redis import RedisBus
+from chunkcast.adapters.bus.redis import DEFAULT_MAX_LEN, RedisBus
 from chunkcast.domain.events import CHUNKS, SEGMENTS, Event
 from chunkcast.domain.ids import new_video_id
 from tests.servers.redis import RedisServer, run_redis
 
 from .backends import ACK_TIMEOUT_S
-from .bus_helpers import chunk, collect, nothing_for, publish_chunks
+from .bus_helpers import chunk, collect, nothing_for, publish_chunks, publish_segments
 
 OpenBus = Callable[..., RedisBus]
 
@@ -30,8 +31,10 @@ async def open_bus(redis_server: RedisServer) -> AsyncIterator[OpenBus]:
     prefix = f"test-{uuid4().hex}"
     opened: list[RedisBus] = []
 
-    def opener(url: str = redis_server.url, **options: int) -> RedisBus:
-        bus = RedisBus(url, prefix=prefix, ack_timeout_s=ACK_TIMEOUT_S, **options)
+    def opener(url: str = redis_server.url, *, max_len: int = DEFAULT_MAX_LEN,
+               maintain_every_s: float | None = None) -> RedisBus:
+        bus = RedisBus(url, prefix=prefix, ack_timeout_s=ACK_TIMEOUT_S, max_len=max_len,
+                       maintain_every_s=maintain_every_s)
         opened.append(bus)
         return bus
 
@@ -140,20 +143,94 @@ async def test_unreadable_event_is_set_aside(open_bus: OpenBus, redis_server: Re
     assert await bus.backlog(CHUNKS, "all") == 0
 
 
-async def test_streams_are_trimmed(open_bus: OpenBus, redis_server: RedisServer) -> None:
-    bus = open_bus(max_len=50)
-    await bus.ensure_group(CHUNKS, "all")
-
-    ids, events = await publish_chunks(bus, 1000)
-
+async def stream_length(redis_server: RedisServer, key: str) -> int:
     async with Redis.from_url(redis_server.url, decode_responses=True) as raw:
-        length = await raw.xlen(bus.stream_key(CHUNKS))
+        return int(await raw.xlen(key))
+
+
+async def consumer_names(redis_server: RedisServer, key: str, group: str) -> set[str]:
+    async with Redis.from_url(redis_server.url, decode_responses=True) as raw:
+        return {c["name"] for c in await raw.xinfo_consumers(key, group)}
+
+
+async def test_a_stream_without_groups_stays_bounded(
+    open_bus: OpenBus, redis_server: RedisServer
+) -> None:
+    bus = open_bus(max_len=50)
+    following = bus.subscribe(SEGMENTS)
+
+    events = await publish_segments(bus, 1_000)
+
     # Approximate trimming drops whole nodes (100 entries each by default).
-    assert 50 <= length <= 50 + 100
-    assert await bus.backlog(CHUNKS, "all") == length  # what is left is still delivered
-    got = await collect(bus, "all", "w1", length)
-    assert [d.event for d in got] == events[-length:]
-    assert [d.id for d in got] == ids[-length:]
+    assert 50 <= await stream_length(redis_server, bus.stream_key(SEGMENTS)) <= 50 + 100
+    # A subscriber that fell more than max_len behind skips what was trimmed and follows
+    # on in order from what is left.
+    got = [await asyncio.wait_for(anext(following), 5.0)]
+    while got[-1] != events[-1]:
+        got += await next_events(following, 1)
+    assert 50 <= len(got) <= 150
+    assert got == events[-len(got):]
+
+
+async def test_unconsumed_chunks_survive_a_trim_and_are_dropped_once_acked(
+    open_bus: OpenBus, redis_server: RedisServer
+) -> None:
+    bus = open_bus(max_len=50, maintain_every_s=0)  # trims at every read
+    key = bus.stream_key(CHUNKS)
+    await bus.ensure_group(CHUNKS, "busy")
+    await bus.ensure_group(CHUNKS, "down")  # no worker reads it for a while
+    ids, events = await publish_chunks(bus, 1_000)  # 20 times the length limit
+    for _ in range(0, 1_000, 100):
+        for delivery in await collect(bus, "busy", "w1", 100):
+            await bus.ack(delivery)
+
+    assert await stream_length(redis_server, key) == 1_000
+    got = await collect(bus, "down", "w1", 1_000)
+    assert [(d.id, d.event) for d in got] == list(zip(ids, events, strict=True))
+    assert await stream_length(redis_server, key) == 1_000  # read, but not acked yet
+
+    for delivery in got[:500]:
+        await bus.ack(delivery)
+    await bus.read(CHUNKS, "busy", "w1", block_s=0)  # any reader trims
+    # Whole nodes only: what is left starts at most one node before the oldest unacked.
+    assert 500 <= await stream_length(redis_server, key) <= 500 + 100
+    for delivery in got[500:]:
+        await bus.ack(delivery)
+    await bus.read(CHUNKS, "down", "w1", block_s=0)
+    assert await stream_length(redis_server, key) <= 100
+    assert await bus.backlog(CHUNKS, "busy") == await bus.backlog(CHUNKS, "down") == 0
+
+    [new_id], _ = await publish_chunks(bus, 1)  # and the groups go on from there
+    assert [d.id for d in await collect(bus, "down", "w1", 1)] == [new_id]
+    assert [d.id for d in await collect(bus, "busy", "w1", 1)] == [new_id]
+
+
+async def test_dead_consumers_are_removed_after_their_events_are_claimed(
+    open_bus: OpenBus, redis_server: RedisServer
+) -> None:
+    survivor = open_bus()
+    key = survivor.stream_key(CHUNKS)
+    await survivor.ensure_group(CHUNKS, "all")
+    ids, events = await publish_chunks(survivor, 3)
+    dead = open_bus()  # a worker process that is killed: its consumers never come back
+    [held] = await dead.read(CHUNKS, "all", "host-1-0", block_s=1.0)  # killed holding it
+    [done] = await dead.read(CHUNKS, "all", "host-1-1", block_s=1.0)
+    await dead.ack(done)  # nothing pending: only its name is left
+    assert await consumer_names(redis_server, key, "all") == {"host-1-0", "host-1-1"}
+
+    handled: dict[str, Event] = {}
+    deadline = time.monotonic() + 10 * ACK_TIMEOUT_S + 5.0
+    while time.monotonic() < deadline:  # a live worker goes on reading (and maintaining)
+        for delivery in await survivor.read(CHUNKS, "all", "host-2-0", count=10, block_s=0.1):
+            handled[delivery.id] = delivery.event
+            await survivor.ack(delivery)
+        if await consumer_names(redis_server, key, "all") == {"host-2-0"}:
+            break
+
+    assert await consumer_names(redis_server, key, "all") == {"host-2-0"}
+    assert handled == {ids[0]: events[0], ids[2]: events[2]}  # the dead one's work included
+    assert held.id == ids[0]
+    assert await survivor.backlog(CHUNKS, "all") == 0
 
 
 async def test_subscribe_sees_what_is_published_after_the_call(open_bus: OpenBus) -> None:

@@ -284,6 +284,10 @@ async def test_finish_job_is_idempotent_and_counts_jobs(repo: VideoRepository) -
     done = await asyncio.gather(*(repo.finish_job(video.id, 2, "lo") for _ in range(4)))
     assert max(done) == 4
     assert await repo.jobs_done(video.id) == 4
+    # Counted for some groups only: those with renditions of the video.
+    assert await repo.jobs_done(video.id, ["all"]) == 2
+    assert await repo.jobs_done(video.id, ["hi", "lo"]) == 2
+    assert await repo.jobs_done(video.id, []) == 0
 
 
 async def _fill(repo: VideoRepository, video_id: str) -> None:

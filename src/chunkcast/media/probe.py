@@ -4,7 +4,6 @@ protocols their storage needs (see :mod:`chunkcast.media.inputs`); a declared du
 checked against where the pictures really end."""
 
 import logging
-from dataclasses import dataclass
 from typing import Any
 
 import anyio
@@ -12,6 +11,7 @@ import av
 
 from chunkcast.domain.errors import MediaError
 from chunkcast.media.inputs import SOURCE_FORMAT_NAMES, forced_format, protocols_for
+from chunkcast.ports.media import SourceInfo
 
 log = logging.getLogger(__name__)
 
@@ -22,27 +22,6 @@ END_TOLERANCE_SHARE = 0.05
 # How far before the declared end the check starts, and how many packets it reads at most.
 END_CHECK_BACK_S = 3.0
 END_CHECK_PACKETS = 3000
-
-
-@dataclass(frozen=True)
-class SourceInfo:
-    duration: float
-    width: int  # as displayed: rotation applied
-    height: int
-    fps: float
-    rotation: int
-    has_audio: bool
-    audio_channels: int
-    audio_codec: str = ""
-    audio_rate: int = 0
-    container: str = ""  # the demuxer to force when reading it again (``-f``)
-
-    @property
-    def audio_passthrough(self) -> bool:
-        """Audio already in the delivery format (AAC-LC, 48 kHz, at most stereo) is copied:
-        chunks then join without the priming overlap a fresh AAC encode puts at each start."""
-        return (self.has_audio and self.audio_codec == "aac" and self.audio_rate == 48000
-                and 0 < self.audio_channels <= 2)
 
 
 async def probe(url: str, *, container: str | None = None, trusted: bool = False

@@ -18,6 +18,11 @@ class Delivery:
     attempt: int
 
 
+class SubscriptionLost(Exception):
+    """A subscriber fell too far behind and was cut off: subscribe again, and recover what
+    was published meanwhile from elsewhere (the catalogue)."""
+
+
 class EventBus(Protocol):
     """Each consumer group sees every event of a topic published after the group was created;
     members of one group share them. An event read but not acked within the ack timeout is
@@ -47,7 +52,9 @@ class EventBus(Protocol):
     def subscribe(self, topic: str) -> AsyncIterator[Event]:
         """Every event published to ``topic`` from now on, for as long as the iterator is
         consumed: fan-out to every subscriber, no group, no ack (what each API process uses
-        to follow ``segments`` and ``videos``)."""
+        to follow ``segments`` and ``videos``). Nothing is kept for a subscriber that is
+        not there; one that falls too far behind may be cut off (iteration raises
+        :class:`SubscriptionLost`) rather than buffered without bound."""
 
     async def close(self) -> None:
         """Release connections and files."""

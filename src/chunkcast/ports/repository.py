@@ -100,8 +100,9 @@ class VideoRepository(Protocol):
         """Mark chunk ``seq`` done for worker ``group`` (idempotent); returns how many
         jobs of the video are done."""
 
-    async def jobs_done(self, video_id: str) -> int:
-        """How many chunk transcodes of the video are done."""
+    async def jobs_done(self, video_id: str, groups: Collection[str] | None = None) -> int:
+        """How many chunk transcodes of the video are finished (only those of ``groups``
+        when given: the groups that have renditions of it)."""
 
     async def delete_video(self, video_id: str) -> None:
         """Remove the video and everything recorded about it."""

@@ -3,11 +3,11 @@
 import math
 
 from chunkcast.domain import events
-from chunkcast.domain.errors import MediaError
+from chunkcast.domain.errors import InvalidInput, MediaError
 from chunkcast.domain.ladder import choose_ladder, renditions_for_group
 from chunkcast.domain.videos import Chunk, VideoStatus
-from chunkcast.media.probe import probe
 from chunkcast.ports.bus import EventBus
+from chunkcast.ports.media import Prober
 from chunkcast.ports.repository import VideoRepository
 from chunkcast.ports.storage import ObjectStore
 from chunkcast.services.lifecycle import Lifecycle
@@ -44,11 +44,12 @@ class Splitter:
 
     def __init__(self, repo: VideoRepository, store: ObjectStore, bus: EventBus,
                  lifecycle: Lifecycle, groups: dict[str, tuple[str, ...]], *,
-                 chunk_seconds: int, segment_seconds: int,
+                 prober: Prober, chunk_seconds: int, segment_seconds: int,
                  max_source_seconds: float = 24 * 3600) -> None:
         self._repo = repo
         self._store = store
         self._bus = bus
+        self._prober = prober
         self._lifecycle = lifecycle
         self._groups = groups
         self._max_seconds = max_source_seconds
@@ -70,11 +71,14 @@ class Splitter:
         stored = await self._store.stat(event.key)
         if stored is None or stored.size == 0:
             raise MediaError("the uploaded file is missing or empty")
-        info = await probe(await self._store.input_url(event.key))
+        info = await self._prober.probe_source(await self._store.input_url(event.key))
         if info.duration > self._max_seconds:
             raise MediaError(f"the video lasts {info.duration / 3600:.1f} hours; the limit is "
                              f"{self._max_seconds / 3600:g} hours")
-        renditions = choose_ladder(info.width, info.height, info.fps)
+        try:
+            renditions = choose_ladder(info.width, info.height, info.fps)
+        except InvalidInput as exc:  # a picture too small to encode: the file is the problem
+            raise MediaError(exc.message) from exc
         busy_groups = [g for g in self._groups
                        if renditions_for_group(renditions, self._groups, g)]
         spans = plan_chunks(info.duration, self._chunk_seconds)

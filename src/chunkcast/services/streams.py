@@ -148,7 +148,8 @@ class Streams:
             # viewer told "ended" has already been sent every segment.
             await self._repo.set_status(video.id, VideoStatus.ENDED,
                                         only_from=sources_of(VideoStatus.ENDED))
-            await finish_if_complete(self._repo, self._lifecycle, self._playback, video.id)
+            await finish_if_complete(self._repo, self._lifecycle, self._playback, video.id,
+                                     self._groups)
         return await self._stream(video_id)
 
     async def end_quiet(self) -> Sequence[str]:

@@ -9,26 +9,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-import anyio
-
 from chunkcast.domain import events, keys
 from chunkcast.domain.errors import MediaError
 from chunkcast.domain.ladder import Rendition, choose_ladder, renditions_for_group
 from chunkcast.domain.videos import RenditionInfo, Segment, Video, VideoKind, VideoStatus
-from chunkcast.media.argv import (
-    TIMELINE_OFFSET_S,
-    EncodeOptions,
-    InputRange,
-    ladder_argv,
-    live_chunk_argv,
-)
-from chunkcast.media.hls import WrittenSegment, read_written_segments
+from chunkcast.media.hls import WrittenSegment
 from chunkcast.media.inputs import ALLOWED_CONTAINERS, LIVE_CHUNK_FORMAT, MediaInput
-from chunkcast.media.mp4 import codecs_of_init
-from chunkcast.media.probe import probe
-from chunkcast.media.process import run_ffmpeg
 from chunkcast.metrics import Metrics
 from chunkcast.ports.bus import EventBus
+from chunkcast.ports.media import ChunkWindow, EncodedRendition, MediaEncoder, Prober
 from chunkcast.ports.repository import VideoRepository
 from chunkcast.ports.storage import ObjectStore
 from chunkcast.services.lifecycle import Lifecycle
@@ -42,12 +31,11 @@ SHORTFALL_TOLERANCE_S = 0.5
 
 @dataclass(frozen=True)
 class TranscodeConfig:
-    ffmpeg: str
     group: str
     groups: dict[str, tuple[str, ...]]
-    options: EncodeOptions
+    segment_seconds: int = 2
     work_dir: Path | None = None
-    # ffmpeg may run this long per chunk: a base plus so many seconds per second of media,
+    # An encode may run this long per chunk: a base plus so many seconds per second of media,
     # so a chunk that is far more work than its length says cannot hold a worker for hours.
     timeout_base_s: float = 60.0
     timeout_per_media_s: float = 20.0
@@ -61,12 +49,17 @@ def iso_now() -> str:
 
 
 class Transcoder:
+    """Transcodes the chunks of one rendition group: the encoder writes the segments, this
+    stores them, records them and announces them."""
+
     def __init__(self, repo: VideoRepository, store: ObjectStore, bus: EventBus,
                  lifecycle: Lifecycle, playback: Playback, metrics: Metrics,
-                 config: TranscodeConfig) -> None:
+                 config: TranscodeConfig, *, prober: Prober, encoder: MediaEncoder) -> None:
         self._repo = repo
         self._store = store
         self._bus = bus
+        self._prober = prober
+        self._encoder = encoder
         self._lifecycle = lifecycle
         self._playback = playback
         self._metrics = metrics
@@ -79,7 +72,17 @@ class Transcoder:
             return
         infos = await self._repo.renditions(video.id)
         if not infos and event.kind == "live":
-            video, infos = await self._plan_live(video, event)
+            try:
+                video, infos = await self._plan_live(video, event)
+            except MediaError as exc:
+                # A first chunk that is not a usable MPEG-TS stream plans nothing: it is a
+                # gap like any bad live chunk, and the next one decides the ladder.
+                log.warning("stream %s: chunk %d skipped before the ladder: %s", video.id,
+                            event.seq, exc.message)
+                await self._repo.finish_job(video.id, event.seq, self._cfg.group)
+                await finish_if_complete(self._repo, self._lifecycle, self._playback,
+                                         video.id, self._cfg.groups)
+                return
         mine = renditions_for_group([i.rendition for i in infos], self._cfg.groups,
                                     self._cfg.group)
         if not mine:
@@ -102,12 +105,13 @@ class Transcoder:
             await self._bus.publish(events.SEGMENTS, events.SegmentReady(
                 s.video_id, s.rendition, s.seq, s.key, keys.init_segment(s.video_id, s.rendition),
                 s.pts_start, s.duration, s.captured_at, ready_at))
-        await finish_if_complete(self._repo, self._lifecycle, self._playback, video.id)
+        await finish_if_complete(self._repo, self._lifecycle, self._playback, video.id,
+                                 self._cfg.groups)
 
     async def _plan_live(self, video: Video, event: events.ChunkUploaded
                          ) -> tuple[Video, Sequence[RenditionInfo]]:
         """The first chunk of a stream decides its ladder (every worker decides the same)."""
-        info = await probe(await self._store.input_url(event.key), container=LIVE_CHUNK_FORMAT)
+        info = await self._prober.probe_live_chunk(await self._store.input_url(event.key))
         await self._repo.set_source_info(
             video.id, duration=0.0, width=info.width, height=info.height, fps=info.fps,
             has_audio=info.has_audio, source_size=0, audio_passthrough=info.audio_passthrough)
@@ -115,35 +119,24 @@ class Transcoder:
         refreshed = await self._repo.get_video(video.id)
         return refreshed or video, await self._repo.renditions(video.id)
 
-    def _argv(self, video: Video, event: events.ChunkUploaded, source: MediaInput,
-              renditions: list[Rendition], out: Path, first_seq: int) -> list[str]:
-        opts = self._cfg.options
-        has_audio = bool(video.has_audio)
-        if event.kind == "live":
-            return live_chunk_argv(self._cfg.ffmpeg, source, renditions, out,
-                                   has_audio=has_audio, copy_audio=video.audio_passthrough,
-                                   opts=opts, seq=first_seq)
-        return ladder_argv(self._cfg.ffmpeg, source, renditions, out, has_audio=has_audio,
-                           opts=opts, window=InputRange(event.pts_start, event.duration),
-                           first_seq=first_seq)
-
     async def _transcode(self, video: Video, event: events.ChunkUploaded,
                          renditions: list[Rendition], infos: Sequence[RenditionInfo]
                          ) -> list[Segment]:
         # A live chunk is one segment numbered like the chunk; a VOD chunk holds whole
         # segments, numbered from its start time.
         live = event.kind == "live"
-        segment_seconds = self._cfg.options.segment_seconds
+        segment_seconds = self._cfg.segment_seconds
         first_seq = event.seq if live else round(event.pts_start / segment_seconds)
         source = await self._input(event)
         with tempfile.TemporaryDirectory(prefix="chunkcast-", dir=self._cfg.work_dir) as tmp:
-            out = Path(tmp)
-            for r in renditions:
-                (out / r.name).mkdir()
             started_at = iso_now()
             started = time.monotonic()
-            await run_ffmpeg(self._argv(video, event, source, renditions, out, first_seq),
-                             timeout_s=self._cfg.timeout_for(event.duration))
+            encoded = await self._encoder.encode(
+                source, renditions, Path(tmp), kind=event.kind,
+                window=ChunkWindow(event.pts_start, event.duration), first_seq=first_seq,
+                segment_seconds=segment_seconds, has_audio=bool(video.has_audio),
+                copy_audio=video.audio_passthrough,
+                timeout_s=self._cfg.timeout_for(event.duration))
             elapsed = time.monotonic() - started
             self._metrics.observe_transcode(self._cfg.group, event.duration, elapsed)
             # One line per chunk: what bench/latency.py splits into queue wait and transcode.
@@ -152,19 +145,15 @@ class Transcoder:
                 "reported_at": event.reported_at, "started_at": started_at,
                 "transcode_s": round(elapsed, 4)}))
             codecs = {i.rendition.name: i.codecs for i in infos}
-            start = event.pts_start if live else event.pts_start + TIMELINE_OFFSET_S
             segments: list[Segment] = []
-            for r in renditions:
-                written = read_written_segments(out / r.name / "index.m3u8")
-                self._check_complete(event, written)
-                await self._store_init(video.id, r.name, out / r.name / "init.mp4",
-                                       codecs.get(r.name))
-                segments += await self._store_segments(video.id, r.name, event, written,
-                                                       first_seq, start)
+            for out in encoded:
+                self._check_complete(event, out.segments)
+                await self._store_init(video.id, out, known_codecs=codecs.get(out.rendition))
+                segments += await self._store_segments(video.id, out, event, first_seq)
             return segments
 
     async def _input(self, event: events.ChunkUploaded) -> MediaInput:
-        """The chunk as ffmpeg must read it: a live chunk as MPEG-TS, a VOD source as the
+        """The chunk as it must be read: a live chunk as MPEG-TS, a VOD source as the
         container its probe found (an event from before that was recorded is probed
         again)."""
         url = await self._store.input_url(event.key)
@@ -172,55 +161,59 @@ class Transcoder:
             return MediaInput(url, LIVE_CHUNK_FORMAT)
         if event.container in ALLOWED_CONTAINERS:
             return MediaInput(url, event.container)
-        return MediaInput(url, (await probe(url)).container)
+        return MediaInput(url, (await self._prober.probe_source(url)).container)
 
     @staticmethod
-    def _check_complete(event: events.ChunkUploaded, written: list[WrittenSegment]) -> None:
+    def _check_complete(event: events.ChunkUploaded, written: Sequence[WrittenSegment]
+                        ) -> None:
         produced = sum(w.duration for w in written)
         if produced < event.duration - SHORTFALL_TOLERANCE_S or not written:
             at = event.pts_start + produced
             raise MediaError(f"the source ends at {at:.1f} s although it should last until "
                              f"{event.pts_start + event.duration:.1f} s (truncated or damaged)")
 
-    async def _store_init(self, video_id: str, rendition: str, path: Path,
-                          codecs: str | None) -> None:
-        """One init segment per rendition: the first chunk to finish stores it."""
-        key = keys.init_segment(video_id, rendition)
+    async def _store_init(self, video_id: str, out: EncodedRendition, *,
+                          known_codecs: str | None) -> None:
+        """One init segment per rendition: the first chunk to finish stores it, and records
+        its codecs."""
+        key = keys.init_segment(video_id, out.rendition)
         if key not in self._inits:
             if await self._store.stat(key) is None:
-                await self._store.put_file(key, path)
+                await self._store.put_file(key, out.init)
             if len(self._inits) > 10_000:  # a long-lived worker: keep the memo bounded
                 self._inits.clear()
             self._inits.add(key)
-        if codecs is None:
-            init = await anyio.Path(path).read_bytes()
-            await self._repo.set_codecs(video_id, rendition, codecs_of_init(init))
+        if known_codecs is None:
+            await self._repo.set_codecs(video_id, out.rendition, out.codecs)
 
-    async def _store_segments(self, video_id: str, rendition: str, event: events.ChunkUploaded,
-                              written: list[WrittenSegment], first_seq: int, start: float
-                              ) -> list[Segment]:
-        out = []
-        pts = start
-        for i, w in enumerate(written):
+    async def _store_segments(self, video_id: str, out: EncodedRendition,
+                              event: events.ChunkUploaded, first_seq: int) -> list[Segment]:
+        stored = []
+        pts = out.start
+        for i, w in enumerate(out.segments):
             seq = first_seq + i
-            key = keys.segment(video_id, rendition, seq)
+            key = keys.segment(video_id, out.rendition, seq)
             await self._store.put_file(key, w.path)
-            out.append(Segment(video_id, rendition, seq, key, round(pts, 6), w.duration,
-                               event.captured_at))
+            stored.append(Segment(video_id, out.rendition, seq, key, round(pts, 6), w.duration,
+                                  event.captured_at))
             pts += w.duration
-        return out
+        return stored
 
 
 async def finish_if_complete(repo: VideoRepository, lifecycle: Lifecycle, playback: Playback,
-                             video_id: str) -> None:
+                             video_id: str, groups: dict[str, tuple[str, ...]]) -> None:
     """When every chunk transcode of a finished upload or an ended stream is done, write the
-    static playlists; an upload then becomes ready, an ended stream is announced as ended."""
+    static playlists; an upload then becomes ready, an ended stream is announced as ended.
+    Only the groups with renditions of the video count (a group without any may have noted
+    a chunk it could do nothing with)."""
     video = await repo.get_video(video_id)
     if video is None or video.status not in (VideoStatus.PROCESSING, VideoStatus.ENDED):
         return
     if video.kind is VideoKind.LIVE and video.status is not VideoStatus.ENDED:
         return
-    if await repo.jobs_done(video.id) < video.jobs_total:
+    ladder = [i.rendition for i in await repo.renditions(video.id)]
+    busy = [g for g in groups if renditions_for_group(ladder, groups, g)]
+    if await repo.jobs_done(video.id, busy) < video.jobs_total:
         return
     await playback.write_static(video)
     if video.kind is VideoKind.VOD:

@@ -1,136 +1,224 @@
 """In-process event bus with the semantics of the distributed one.
 
-Topics are append-only logs of integer ids; each consumer group has a start id, a cursor,
-the set of ids it acked and the ids in flight. With a journal file every publish, group and
-ack is appended as a JSON line, so events that were waiting or in flight when the process
-stopped are handed out again after a restart. The journal is compacted on open.
+Topics are logs of integer ids; each consumer group has a start id, the ids waiting for it,
+the ids it acked that another group still needs, and the ids in flight with their attempt
+counts.
+
+Retention, so that a process can run for months:
+
+- A topic without a consumer group (``segments``, ``videos``: API processes only follow
+  them live) keeps nothing: an event goes to the current subscribers and is forgotten. It
+  is never journaled.
+- An event of a topic with groups is kept until every group that existed when it was
+  published has acked it (dead-lettering acks), then dropped.
+- Each subscriber has a queue of at most ``subscriber_limit`` events. A subscriber that
+  falls that far behind is cut off: its queue is dropped and its iterator raises
+  :class:`SubscriptionLost`; it subscribes again and recovers what it missed from the
+  catalogue (see the live feed).
+- ``dead_letters`` keeps the last :data:`DEAD_LETTER_LIMIT` events set aside.
+
+With a journal file, every publish (of a topic with groups), group, delivery and ack is
+appended as a JSON line, so events that were waiting or in flight when the process stopped
+are handed out again after a restart, with their attempt counts. The journal holds only
+what is still unacked: it is rewritten with the live state when the bus opens, and again
+whenever its dead lines (about events since dropped) outnumber the live ones and
+``compact_after_lines``, so its size follows the work in flight, not history.
 """
 
 import asyncio
 import contextlib
-import json
 import time
-from collections.abc import AsyncIterator
+from collections import deque
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
 
 from chunkcast.config import Settings
 from chunkcast.domain.events import Event, decode, encode
-from chunkcast.ports.bus import Delivery
+from chunkcast.ports.bus import Delivery, SubscriptionLost
+
+from .journal import Journal, Record
+
+DEAD_LETTER_LIMIT = 1_000
+SUBSCRIBER_LIMIT = 10_000
+COMPACT_AFTER_LINES = 1_000
+# Ids are reserved this many at a time in the journal, so that ids of events that are never
+# journaled (topics without groups) are not reused after a restart either.
+ID_BLOCK = 1_024
 
 
 @dataclass
 class _InFlight:
     consumer: str
     since: float
-    attempt: int
 
 
 @dataclass
 class _Group:
     start: int
-    cursor: int
-    acked: set[int] = field(default_factory=set)
-    in_flight: dict[int, _InFlight] = field(default_factory=dict)
-    attempts: dict[int, int] = field(default_factory=dict)
+    waiting: deque[int] = field(default_factory=deque)  # not handed out since (re)start
+    acked: set[int] = field(default_factory=set)  # only ids another group still needs
+    in_flight: dict[int, _InFlight] = field(default_factory=dict)  # until acked
+    attempts: dict[int, int] = field(default_factory=dict)  # ids not acked yet
 
 
 @dataclass
 class _Topic:
     next_id: int = 0
-    messages: dict[int, Event] = field(default_factory=dict)
+    reserved: int = 0  # the journal says no id below this may be used again
+    messages: dict[int, Event] = field(default_factory=dict)  # until every group acked
     groups: dict[str, _Group] = field(default_factory=dict)
 
 
-class MemoryBus:
-    """``ack_timeout_s``: how long an event may stay in flight before another consumer gets it."""
+class _Subscription:
+    """One subscriber's queue, cut off past ``limit`` waiting events."""
 
-    def __init__(self, journal: Path | None = None, ack_timeout_s: float = 60.0) -> None:
+    def __init__(self, limit: int) -> None:
+        self._events: deque[Event] = deque()
+        self._ready = asyncio.Event()
+        self._limit = limit
+        self._lost = False
+
+    def offer(self, event: Event) -> bool:
+        """Queue ``event``; False (and the subscription is over) when it is full."""
+        if len(self._events) >= self._limit:
+            self._lost = True
+            self._events.clear()
+        else:
+            self._events.append(event)
+        self._ready.set()
+        return not self._lost
+
+    async def next(self) -> Event:
+        while not self._events:
+            if self._lost:
+                raise SubscriptionLost(f"fell {self._limit} events behind")
+            self._ready.clear()
+            await self._ready.wait()
+        return self._events.popleft()
+
+
+class MemoryBus:
+    """``ack_timeout_s``: how long an event may stay in flight before another consumer gets
+    it; ``subscriber_limit``: events queued for one subscriber before it is cut off;
+    ``compact_after_lines``: dead journal lines tolerated before a rewrite, at least."""
+
+    def __init__(
+        self, journal: Path | None = None, ack_timeout_s: float = 60.0, *,
+        subscriber_limit: int = SUBSCRIBER_LIMIT, compact_after_lines: int = COMPACT_AFTER_LINES,
+    ) -> None:
         self._topics: dict[str, _Topic] = {}
-        self._subscribers: dict[str, set[asyncio.Queue[Event]]] = {}
-        self.dead_letters: list[tuple[Delivery, str]] = []  # inspected by operators and tests
+        # Per topic; a subscription leaves when its iterator is closed or it is cut off.
+        self._subscribers: dict[str, set[_Subscription]] = {}
+        # Inspected by operators and tests; the oldest go first.
+        self.dead_letters: deque[tuple[Delivery, str]] = deque(maxlen=DEAD_LETTER_LIMIT)
         self._changed = asyncio.Condition()
         self._ack_timeout = ack_timeout_s
-        self._journal: IO[str] | None = None
+        self._subscriber_limit = subscriber_limit
+        self._compact_after = compact_after_lines
+        self._journal: Journal | None = None
         if journal is not None:
-            self._replay(journal)
-            self._compact(journal)
+            self._journal = Journal(journal)
+            for record in self._journal.read():
+                self._apply(record)
+            self._after_replay()
+            self._journal.rewrite(self._state())
 
     # -- journal ---------------------------------------------------------------------------
 
-    def _replay(self, path: Path) -> None:
-        if not path.exists():
-            return
-        with path.open(encoding="utf-8") as lines:
-            for line in lines:
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError:
-                    continue  # a line cut short by a crash: the op never completed
-                self._apply(record)
-
-    def _apply(self, record: dict[str, Any]) -> None:
+    def _apply(self, record: Record) -> None:
         topic = self._topic(record["topic"])
         match record["op"]:
             case "pub":
-                topic.messages[record["id"]] = decode(record["event"])
-                topic.next_id = max(topic.next_id, record["id"] + 1)
-            case "next":  # written by compaction: ids are never reused
+                msg_id = record["id"]
+                topic.next_id = max(topic.next_id, msg_id + 1)
+                # Kept only if a group needs it (journals written before topics without
+                # groups stopped being journaled hold their events too).
+                if any(g.start <= msg_id for g in topic.groups.values()):
+                    topic.messages[msg_id] = decode(record["event"])
+            case "next":  # ids are never reused
                 topic.next_id = max(topic.next_id, record["id"])
+            case "group":
+                topic.groups.setdefault(record["group"], _Group(record["start"]))
+                topic.next_id = max(topic.next_id, record["start"])
             case "try":
                 group = topic.groups.get(record["group"])
-                if group is not None:
-                    group.attempts[record["id"]] = group.attempts.get(record["id"], 0) + 1
-            case "group":
-                topic.groups.setdefault(record["group"], _Group(record["start"], record["start"]))
-                topic.next_id = max(topic.next_id, record["start"])
+                msg_id = record["id"]
+                if group is not None and msg_id in topic.messages:
+                    group.attempts[msg_id] = group.attempts.get(msg_id, 0) + record.get("n", 1)
             case "ack":
                 group = topic.groups.get(record["group"])
-                if group is not None:
-                    group.acked.add(record["id"])
-                    self._forget_if_done(topic, record["id"])
+                msg_id = record["id"]
+                if group is not None and msg_id in topic.messages:
+                    group.attempts.pop(msg_id, None)
+                    group.acked.add(msg_id)
+                    self._forget_if_done(topic, msg_id)
 
-    def _compact(self, path: Path) -> None:
-        temp = path.with_suffix(".tmp")
-        with temp.open("w", encoding="utf-8") as out:
-            for name, topic in self._topics.items():
-                self._dump(out, op="next", topic=name, id=topic.next_id)
-                for group_name, group in topic.groups.items():
-                    self._dump(out, op="group", topic=name, group=group_name, start=group.start)
-                for msg_id, event in topic.messages.items():
-                    self._dump(out, op="pub", topic=name, id=msg_id, event=encode(event))
-                for group_name, group in topic.groups.items():
-                    for msg_id in sorted(group.acked):
-                        self._dump(out, op="ack", topic=name, group=group_name, id=msg_id)
-                    for msg_id, tries in group.attempts.items():
-                        for _ in range(tries):
-                            self._dump(out, op="try", topic=name, group=group_name, id=msg_id)
-        temp.replace(path)
-        self._journal = path.open("a", encoding="utf-8")
+    def _after_replay(self) -> None:
+        """Everything kept and not acked is waiting again; ids go on above all used ones."""
+        for topic in self._topics.values():
+            topic.reserved = topic.next_id
+            for group in topic.groups.values():
+                group.waiting = deque(i for i in topic.messages
+                                      if i >= group.start and i not in group.acked)
 
-    @staticmethod
-    def _dump(out: IO[str], **record: Any) -> None:
-        out.write(json.dumps(record, separators=(",", ":")) + "\n")
+    def _state(self) -> Iterator[Record]:
+        """The live state as journal records: what a rewritten journal holds."""
+        for name, topic in self._topics.items():
+            yield {"op": "next", "topic": name, "id": max(topic.next_id, topic.reserved)}
+            for group_name, group in topic.groups.items():
+                yield {"op": "group", "topic": name, "group": group_name, "start": group.start}
+            for msg_id, event in topic.messages.items():
+                yield {"op": "pub", "topic": name, "id": msg_id, "event": encode(event)}
+            for group_name, group in topic.groups.items():
+                for msg_id in sorted(group.acked):
+                    yield {"op": "ack", "topic": name, "group": group_name, "id": msg_id}
+                for msg_id, tries in group.attempts.items():
+                    yield {"op": "try", "topic": name, "group": group_name, "id": msg_id,
+                           "n": tries}
 
-    def _log(self, **record: Any) -> None:
+    def _live_lines(self) -> int:
+        """How many records :meth:`_state` would write."""
+        return sum(1 + len(t.groups) + len(t.messages)
+                   + sum(len(g.acked) + len(g.attempts) for g in t.groups.values())
+                   for t in self._topics.values())
+
+    def _log(self, **record: object) -> None:
         if self._journal is not None:
-            self._dump(self._journal, **record)
-            self._journal.flush()
+            self._journal.append(record)
+
+    def _compact_if_worth_it(self) -> None:
+        if self._journal is None:
+            return
+        live = self._live_lines()
+        if self._journal.lines - live > max(live, self._compact_after):
+            self._journal.rewrite(self._state())
 
     # -- bus -------------------------------------------------------------------------------
 
     def _topic(self, name: str) -> _Topic:
         return self._topics.setdefault(name, _Topic())
 
+    def _new_id(self, name: str, topic: _Topic) -> int:
+        if topic.next_id >= topic.reserved:
+            topic.reserved = topic.next_id + ID_BLOCK
+            self._log(op="next", topic=name, id=topic.reserved)
+        topic.next_id += 1
+        return topic.next_id - 1
+
     async def publish(self, topic: str, event: Event) -> str:
         t = self._topic(topic)
-        msg_id = t.next_id
-        t.next_id += 1
-        t.messages[msg_id] = event
-        self._log(op="pub", topic=topic, id=msg_id, event=encode(event))
-        for queue in self._subscribers.get(topic, ()):
-            queue.put_nowait(event)
+        msg_id = self._new_id(topic, t)
+        if t.groups:  # every group started at or before this id
+            t.messages[msg_id] = event
+            for group in t.groups.values():
+                group.waiting.append(msg_id)
+            self._log(op="pub", topic=topic, id=msg_id, event=encode(event))
+        self._compact_if_worth_it()
+        subscribers = self._subscribers.get(topic, set())
+        for subscription in list(subscribers):
+            if not subscription.offer(event):
+                subscribers.discard(subscription)
         async with self._changed:
             self._changed.notify_all()
         return str(msg_id)
@@ -138,7 +226,7 @@ class MemoryBus:
     async def ensure_group(self, topic: str, group: str) -> None:
         t = self._topic(topic)
         if group not in t.groups:
-            t.groups[group] = _Group(t.next_id, t.next_id)
+            t.groups[group] = _Group(t.next_id)
             self._log(op="group", topic=topic, group=group, start=t.next_id)
 
     async def read(
@@ -162,18 +250,20 @@ class MemoryBus:
         now = time.monotonic()
         expired = (i for i, f in group.in_flight.items() if now - f.since > self._ack_timeout)
         ids = [i for i, _ in zip(expired, range(count), strict=False)]
-        while len(ids) < count and group.cursor < t.next_id:
-            if group.cursor in t.messages and group.cursor not in group.acked:
-                ids.append(group.cursor)
-            group.cursor += 1
+        while len(ids) < count and group.waiting:
+            msg_id = group.waiting.popleft()
+            if msg_id in t.messages and msg_id not in group.acked:
+                ids.append(msg_id)
         out = []
         for msg_id in ids:
             attempt = group.attempts.get(msg_id, 0) + 1
             group.attempts[msg_id] = attempt
-            group.in_flight[msg_id] = _InFlight(consumer, now, attempt)
+            group.in_flight[msg_id] = _InFlight(consumer, now)
             # Deliveries are journaled so a poison event's count survives crashes it causes.
             self._log(op="try", topic=topic, group=group_name, id=msg_id)
             out.append(Delivery(topic, group_name, str(msg_id), t.messages[msg_id], attempt))
+        if out:
+            self._compact_if_worth_it()
         return out
 
     async def ack(self, delivery: Delivery) -> None:
@@ -187,11 +277,10 @@ class MemoryBus:
         group.acked.add(msg_id)
         self._log(op="ack", topic=delivery.topic, group=delivery.group, id=msg_id)
         self._forget_if_done(t, msg_id)
+        self._compact_if_worth_it()
 
     async def dead_letter(self, delivery: Delivery, error: str) -> None:
         self.dead_letters.append((delivery, error))
-        self._log(op="dead", topic=delivery.topic, group=delivery.group, id=int(delivery.id),
-                  error=error)
         await self.ack(delivery)
 
     def _forget_if_done(self, topic: _Topic, msg_id: int) -> None:
@@ -209,22 +298,26 @@ class MemoryBus:
             return 0
         return sum(1 for i in t.messages if i >= g.start and i not in g.acked)
 
+    def retained(self, topic: str) -> int:
+        """How many events of ``topic`` the bus holds (for operators and tests)."""
+        return len(self._topic(topic).messages)
+
     def subscribe(self, topic: str) -> AsyncIterator[Event]:
         # Registered now, not at the first iteration, so nothing published after this
         # call is missed.
-        queue: asyncio.Queue[Event] = asyncio.Queue()
+        subscription = _Subscription(self._subscriber_limit)
         subscribers = self._subscribers.setdefault(topic, set())
-        subscribers.add(queue)
-        return self._drain(queue, subscribers)
+        subscribers.add(subscription)
+        return self._drain(subscription, subscribers)
 
     @staticmethod
-    async def _drain(queue: asyncio.Queue[Event],
-                     subscribers: set[asyncio.Queue[Event]]) -> AsyncIterator[Event]:
+    async def _drain(subscription: _Subscription,
+                     subscribers: set[_Subscription]) -> AsyncIterator[Event]:
         try:
             while True:
-                yield await queue.get()
+                yield await subscription.next()
         finally:
-            subscribers.discard(queue)
+            subscribers.discard(subscription)
 
     async def close(self) -> None:
         if self._journal is not None:

@@ -4,12 +4,37 @@ Redis keeps what the memory bus journals: the events (stream entries), where eac
 (its last delivered id) and what is in flight (the group's pending entries list, with
 the consumer holding each entry and how many times it was delivered). An entry left
 pending longer than the ack timeout is taken over with XAUTOCLAIM, so a consumer that died
-holding it, even in another process, loses nothing. Streams are trimmed approximately to
-``max_len`` entries; events that could not be handled can be moved to a dead-letter stream.
+holding it, even in another process, loses nothing. Events that could not be handled can
+be moved to a dead-letter stream.
+
+Retention, so that Redis's memory follows the work in flight, not history:
+
+- A stream no consumer group reads (``segments``, ``videos``: API processes only follow
+  them live with XREAD) is trimmed to about ``max_len`` entries at every publish (XADD
+  then XTRIM MAXLEN ~, in one script, only while the stream has no group). A subscriber
+  more than ``max_len`` entries behind skips what was trimmed; the live feed recovers
+  segments from the catalogue.
+- A stream with groups is never trimmed by length: an entry stays until every group has
+  acked it. Whoever reads a group (the claim loop, :meth:`RedisBus.read`) trims the stream
+  every ``maintain_every_s`` with XTRIM MINID ~ to the oldest entry any group still needs:
+  the minimum over the groups of the entry after its last delivered id and of the oldest
+  entry in its pending list (XINFO GROUPS, then XPENDING). A group that is down keeps its
+  events, however many are published meanwhile. A group nobody reads any more (removed
+  from the configuration) keeps them too, until an operator destroys it (XGROUP DESTROY).
+- Each worker process joins its groups under new consumer names. The same reader removes
+  the group's consumers that have nothing pending and have been idle for more than
+  :data:`DEAD_CONSUMER_ACK_TIMEOUTS` ack timeouts (XINFO CONSUMERS and XGROUP DELCONSUMER,
+  in one script, so no entry can be handed to a consumer between the check and the
+  removal). A dead consumer's pending entries are first claimed by live readers after the
+  ack timeout, as above; once it holds none, it is removed. A live consumer that happens to
+  be removed is created again by its next read.
+- Dead-letter streams are trimmed to about ``max_len`` entries.
 """
 
 import asyncio
 import logging
+import math
+import time
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -30,7 +55,9 @@ from chunkcast.ports.bus import Delivery
 log = logging.getLogger(__name__)
 
 DEFAULT_PREFIX = "chunkcast"
-DEFAULT_MAX_LEN = 100_000
+DEFAULT_MAX_LEN = 10_000  # entries kept in a stream without groups, and of dead letters
+MAINTAIN_EVERY_MAX_S = 30.0  # a group's stream is trimmed at least this often while read
+DEAD_CONSUMER_ACK_TIMEOUTS = 3  # idle this many ack timeouts, with nothing pending: removed
 SOCKET_TIMEOUT_S = 30.0
 SUBSCRIBE_BLOCK_MS = 5_000  # a subscriber's XREAD returns at least this often
 BACKLOG_PAGE = 1_000
@@ -41,6 +68,31 @@ RECONNECT_BACKOFF_CAP_S = 1.0
 
 Entry = tuple[str, str | None]
 """A stream entry: its id and the encoded event (None for an entry deleted since)."""
+
+# XADD, and while no group reads the stream, XTRIM by length. A group created later starts
+# after the newest entry, so nothing it will need is ever trimmed here.
+PUBLISH_SCRIPT = """
+local id = redis.call('XADD', KEYS[1], '*', 'event', ARGV[1])
+if #redis.call('XINFO', 'GROUPS', KEYS[1]) == 0 then
+  redis.call('XTRIM', KEYS[1], 'MAXLEN', '~', ARGV[2])
+end
+return id
+"""
+
+# Remove the group's consumers idle longer than ARGV[2] ms with nothing pending; returns
+# their names. Atomic: XGROUP DELCONSUMER would drop any entry pending for the consumer.
+FORGET_DEAD_CONSUMERS_SCRIPT = """
+local removed = {}
+for _, consumer in ipairs(redis.call('XINFO', 'CONSUMERS', KEYS[1], ARGV[1])) do
+  local info = {}
+  for i = 1, #consumer, 2 do info[consumer[i]] = consumer[i + 1] end
+  if info['pending'] == 0 and info['idle'] > tonumber(ARGV[2]) then
+    redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], info['name'])
+    table.insert(removed, info['name'])
+  end
+end
+return removed
+"""
 
 
 @dataclass(frozen=True)
@@ -62,11 +114,13 @@ class DeadLetter:
 class RedisBus:
     """``prefix`` namespaces every key (``{prefix}:{topic}``, ``{prefix}:dead:{topic}``);
     ``ack_timeout_s``: how long an event may stay in flight before another consumer gets it;
-    ``max_len``: roughly how many entries each stream keeps."""
+    ``max_len``: roughly how many entries a stream without groups, and a dead-letter
+    stream, keeps; ``maintain_every_s``: how often a reader trims its group's stream and
+    removes dead consumers (default: the ack timeout, at most 30 s)."""
 
     def __init__(
         self, url: str, *, prefix: str = DEFAULT_PREFIX, ack_timeout_s: float = 60.0,
-        max_len: int = DEFAULT_MAX_LEN,
+        max_len: int = DEFAULT_MAX_LEN, maintain_every_s: float | None = None,
     ) -> None:
         self._redis = Redis.from_url(
             # Blocking reads wait up to SUBSCRIBE_BLOCK_MS: the socket timeout must be longer.
@@ -77,6 +131,13 @@ class RedisBus:
         self._prefix = prefix
         self._min_idle_ms = max(1, round(ack_timeout_s * 1000))
         self._max_len = max_len
+        self._maintain_every = (min(ack_timeout_s, MAINTAIN_EVERY_MAX_S)
+                                if maintain_every_s is None else maintain_every_s)
+        self._dead_idle_ms = DEAD_CONSUMER_ACK_TIMEOUTS * self._min_idle_ms
+        # When each (topic, group) was last maintained: one entry per group read here.
+        self._maintained: dict[tuple[str, str], float] = {}
+        self._publish = self._redis.register_script(PUBLISH_SCRIPT)
+        self._forget_dead = self._redis.register_script(FORGET_DEAD_CONSUMERS_SCRIPT)
         self._starting: set[asyncio.Task[str]] = set()
         self._closed = False
 
@@ -91,8 +152,8 @@ class RedisBus:
             # A subscription opened before this publish must see it: let it learn where
             # the stream ends first.
             await asyncio.wait(set(self._starting))
-        msg_id = await self._redis.xadd(self.stream_key(topic), {"event": encode(event)},
-                                        maxlen=self._max_len, approximate=True)
+        msg_id = await self._publish(keys=[self.stream_key(topic)],
+                                     args=[encode(event), self._max_len])
         return _text(msg_id)
 
     async def ensure_group(self, topic: str, group: str) -> None:
@@ -107,6 +168,7 @@ class RedisBus:
     ) -> list[Delivery]:
         key = self.stream_key(topic)
         try:
+            await self._maintain_if_due(key, topic, group)
             out = await self._claim_expired(key, topic, group, consumer, count)
             if len(out) < count:
                 # Redis reads BLOCK 0 as "forever": no BLOCK at all means "don't wait".
@@ -116,10 +178,40 @@ class RedisBus:
                     block=None if wait else max(1, round(block_s * 1000)))
                 out += await self._deliveries(topic, group, _read_entries(fresh), {})
         except ResponseError as exc:
-            if "NOGROUP" in str(exc):
+            if "NOGROUP" in str(exc) or "no such key" in str(exc):
                 raise KeyError(f"no consumer group {group!r} on topic {topic!r}") from exc
             raise
         return out
+
+    async def _maintain_if_due(self, key: str, topic: str, group: str) -> None:
+        now = time.monotonic()
+        if now - self._maintained.get((topic, group), -math.inf) < self._maintain_every:
+            return
+        self._maintained[(topic, group)] = now  # before awaiting: one run at a time
+        removed = await self._forget_dead(keys=[key], args=[group, self._dead_idle_ms])
+        if removed:
+            log.info("%s/%s: removed dead consumers %s", topic, group,
+                     ", ".join(map(_text, removed)))
+        await self._trim_consumed(key)
+
+    async def _trim_consumed(self, key: str) -> None:
+        """Drop the entries every group has acked (XTRIM MINID to the oldest one a group
+        still needs).
+
+        Not atomic, and safe: the groups' positions are read before their pending lists,
+        so an entry delivered in between comes after the position read, and kept; an entry
+        below the floor was acked by every group, and an acked entry is never needed again.
+        A group created meanwhile starts after the newest entry."""
+        floor: tuple[int, int] | None = None
+        for info in await self._redis.xinfo_groups(key):
+            needs = _next_id(_text(info["last-delivered-id"]))
+            if int(info["pending"]):
+                oldest = (await self._redis.xpending(key, _text(info["name"])))["min"]
+                if oldest is not None:
+                    needs = min(needs, _parse_id(_text(oldest)))
+            floor = needs if floor is None else min(floor, needs)
+        if floor is not None:
+            await self._redis.xtrim(key, minid=f"{floor[0]}-{floor[1]}", approximate=True)
 
     async def _claim_expired(
         self, key: str, topic: str, group: str, consumer: str, count: int
@@ -266,6 +358,17 @@ def _text(value: object) -> str:
     return str(value)
 
 
+def _parse_id(msg_id: str) -> tuple[int, int]:
+    millis, _, seq = msg_id.partition("-")
+    return int(millis), int(seq or 0)
+
+
+def _next_id(msg_id: str) -> tuple[int, int]:
+    """The smallest id after ``msg_id``."""
+    millis, seq = _parse_id(msg_id)
+    return millis, seq + 1
+
+
 def _entries(raw: Iterable[Any]) -> list[Entry]:
     """``[(id, {field: value}), …]`` -> ``[(id, encoded event or None), …]``."""
     out: list[Entry] = []
@@ -288,7 +391,8 @@ def _read_entries(reply: object) -> list[Entry]:
 def open_bus(url: str, settings: Settings) -> RedisBus:
     """``redis://host:port/db`` -> a bus on that Redis. Two options of ours may ride in the
     query: ``prefix`` (key namespace, default ``chunkcast``) and ``maxlen`` (entries kept
-    per stream); the rest is passed to redis-py."""
+    in a stream without consumer groups and in a dead-letter stream); the rest is passed to
+    redis-py."""
     parts = urlsplit(url)
     query = dict(parse_qsl(parts.query))
     prefix = query.pop("prefix", DEFAULT_PREFIX)

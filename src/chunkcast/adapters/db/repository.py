@@ -254,13 +254,13 @@ class SqlVideoRepository:
             ).on_conflict_do_nothing())
         return await self.jobs_done(video_id)
 
-    async def jobs_done(self, video_id: str) -> int:
+    async def jobs_done(self, video_id: str, groups: Collection[str] | None = None) -> int:
+        query = select(func.count()).select_from(ChunkJobRow).where(
+            ChunkJobRow.video_id == video_id)
+        if groups is not None:
+            query = query.where(ChunkJobRow.worker_group.in_(list(groups)))
         async with self._session() as s:
-            count = await s.scalar(
-                select(func.count()).select_from(ChunkJobRow)
-                .where(ChunkJobRow.video_id == video_id)
-            )
-            return int(count or 0)
+            return int(await s.scalar(query) or 0)
 
     async def delete_video(self, video_id: str) -> None:
         async with self._session.begin() as s:

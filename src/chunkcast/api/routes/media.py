@@ -6,7 +6,8 @@ Objects of private videos are served under ``/private/{key}?e=…&st=…`` only 
 playback link, see :class:`chunkcast.services.playback.Signer`), never under ``/media/``."""
 
 import os
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import FileResponse, RedirectResponse
@@ -25,6 +26,19 @@ from chunkcast.services.playback import Playback
 REDIRECT_URL_SECONDS = 600
 ExpiresQ = Annotated[int | None, Query()]
 SignatureQ = Annotated[str | None, Query()]
+
+
+Endpoint = TypeVar("Endpoint", bound=Callable[..., Any])
+
+
+def _get_and_head(router: APIRouter, path: str) -> Callable[[Endpoint], Endpoint]:
+    """GET in the OpenAPI schema, and HEAD served by the same function (one operation id:
+    a route taking both methods would list the same id twice)."""
+    def register(endpoint: Endpoint) -> Endpoint:
+        router.add_api_route(path, endpoint, methods=["GET"])
+        router.add_api_route(path, endpoint, methods=["HEAD"], include_in_schema=False)
+        return endpoint
+    return register
 
 
 def media_router(store: LocalObjectStore, playback: Playback, metrics: Metrics, secret: bytes,
@@ -61,7 +75,7 @@ def media_router(store: LocalObjectStore, playback: Playback, metrics: Metrics, 
             temp.unlink(missing_ok=True)
         return Response(status_code=200, headers={"Content-Length": "0"})
 
-    @router.api_route("/media/{key:path}", methods=["GET", "HEAD"])
+    @_get_and_head(router, "/media/{key:path}")
     async def get_object(key: str, expires: ExpiresQ = None,
                          signature: SignatureQ = None) -> Response:
         keys.check_key(key)
@@ -74,7 +88,7 @@ def media_router(store: LocalObjectStore, playback: Playback, metrics: Metrics, 
             metrics.served(key)
         return _serve(key)
 
-    @router.api_route("/private/{key:path}", methods=["GET", "HEAD"])
+    @_get_and_head(router, "/private/{key:path}")
     async def get_private_object(key: str, token: TokenDep) -> Response:
         keys.check_key(key)
         await playback.check_object(key, token)
@@ -113,12 +127,12 @@ def redirect_router(store: ObjectStore, playback: Playback, metrics: Metrics,
         return Response(body, media_type=content_type_for(key),
                         headers={"Cache-Control": cache_control_for(key)})
 
-    @router.api_route("/media/{key:path}", methods=["GET", "HEAD"])
+    @_get_and_head(router, "/media/{key:path}")
     async def get_object(key: str, request: Request) -> Response:
         await playback.check_object(keys.check_key(key), None)
         return await answer(key, request)
 
-    @router.api_route("/private/{key:path}", methods=["GET", "HEAD"])
+    @_get_and_head(router, "/private/{key:path}")
     async def get_private_object(key: str, request: Request, token: TokenDep) -> Response:
         await playback.check_object(keys.check_key(key), token)
         return await answer(key, request)

@@ -1,0 +1,1 @@
+"""Media tools behind :mod:`chunkcast.ports.media`: ffmpeg encodes, PyAV probes."""
