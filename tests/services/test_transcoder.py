@@ -4,7 +4,6 @@ upload but only leave a gap in a stream; the last chunk makes the video ready.""
 import pytest
 
 from chunkcast.domain import events, keys
-from chunkcast.domain.errors import MediaError
 from chunkcast.domain.videos import Segment, Video, VideoStatus
 from chunkcast.media.inputs import MediaInput
 from chunkcast.ports.media import ChunkWindow
