@@ -69,8 +69,8 @@ def rendition_output_args(
     args = [
         "-map", f"[v{index}]",
         "-c:v", "libx264", "-preset", opts.preset, "-profile:v", "high",
-        "-b:v", f"{r.video_kbps}k", "-maxrate", f"{round(r.video_kbps * 1.07)}k",
-        "-bufsize", f"{round(r.video_kbps * 1.5)}k",
+        "-b:v", f"{r.video_kbps}k", "-maxrate", f"{r.maxrate_kbps}k",
+        "-bufsize", f"{r.bufsize_kbps}k",
     ]
     if whole_input:
         args += ["-g", str(gop * _WHOLE_INPUT_GOPS), "-sc_threshold", "0"]
