@@ -41,7 +41,7 @@ from chunkcast.media.broadcast_argv import (
     broadcast_argv,
     source_kind,
 )
-from chunkcast.media.process import die_with_parent, ffmpeg_path
+from chunkcast.media.process import ffmpeg_path, start_ffmpeg, stop_process
 
 DEFAULT_SERVER = "http://127.0.0.1:8000"
 CLOCK_FONT = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
@@ -124,16 +124,10 @@ class Broadcast:
                                          chunk_report(seq, chunk, captured, TIMELINE_OFFSET_S)))
         self._pending = [f for f in self._pending if not f.done()]
 
-    def _stop_ffmpeg(self, proc: subprocess.Popen[str]) -> None:
+    @staticmethod
+    def _stop_ffmpeg(proc: subprocess.Popen[str]) -> None:
         """SIGTERM makes ffmpeg close (and announce) its last chunk; kill if it hangs."""
-        if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(STOP_GRACE_S)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_process(proc, STOP_GRACE_S)
 
     def _chunks_until_eof(self, deadline: float) -> Iterator[ClosedChunk]:
         while not self._eof and (left := deadline - time.monotonic()) > 0:
@@ -151,12 +145,7 @@ class Broadcast:
     def run(self, argv: list[str]) -> int:
         """Broadcast until the source ends, Ctrl-C, SIGTERM or a fatal refusal; then upload
         what is closed (bounded), and tell the server the stream ended."""
-        proc = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            text=True, errors="replace", env={**os.environ, "AV_LOG_FORCE_NOCOLOR": "1"},
-            process_group=0,  # Ctrl-C reaches us only; we stop ffmpeg in order
-            preexec_fn=die_with_parent,  # ...and if we are killed, so is ffmpeg
-        )
+        proc = start_ffmpeg(argv)  # Ctrl-C reaches us only; if we are killed, so is ffmpeg
         assert proc.stdout is not None and proc.stderr is not None
         readers = [threading.Thread(target=self._read_list, args=(proc.stdout,), daemon=True),
                    threading.Thread(target=self._read_log, args=(proc.stderr,), daemon=True)]

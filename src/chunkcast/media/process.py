@@ -1,4 +1,8 @@
-"""Running ffmpeg as a supervised child process."""
+"""Running ffmpeg as a supervised child process: the one supervisor for every ffmpeg the
+platform starts. A one-shot transcode runs with :func:`run_ffmpeg` (time limit, error tail
+logged, killed when its caller is cancelled); a long-running one (the broadcaster's encoder)
+is started with :func:`start_ffmpeg` and stopped with :func:`stop_process`. Either way the
+child dies with its parent."""
 
 import asyncio
 import contextlib
@@ -6,6 +10,7 @@ import ctypes
 import logging
 import os
 import signal
+import subprocess
 import sys
 from collections import deque
 from pathlib import Path
@@ -40,13 +45,38 @@ def ffmpeg_path(configured: str = "") -> str:
     return str(imageio_ffmpeg.get_ffmpeg_exe())
 
 
+def _env() -> dict[str, str]:
+    return {**os.environ, "AV_LOG_FORCE_NOCOLOR": "1"}
+
+
+def start_ffmpeg(argv: list[str]) -> "subprocess.Popen[str]":
+    """A long-running ffmpeg with text pipes for its stdout and stderr, in its own process
+    group (Ctrl-C reaches the caller only, which stops it in order)."""
+    return subprocess.Popen(
+        argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, errors="replace", env=_env(), process_group=0, preexec_fn=die_with_parent)
+
+
+def stop_process(proc: "subprocess.Popen[str]", grace_s: float) -> None:
+    """SIGTERM (ffmpeg then closes its outputs), and SIGKILL if it is still running after
+    ``grace_s``; returns once it is gone."""
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(grace_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 async def run_ffmpeg(argv: list[str], *, timeout_s: float | None = None,
                      cwd: Path | None = None) -> None:
     """Run ``argv``; raise FfmpegFailed when it fails (its last error lines are logged). The
     child is killed if the caller is cancelled or the timeout passes."""
     proc = await asyncio.create_subprocess_exec(
         *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE, cwd=cwd, env={**os.environ, "AV_LOG_FORCE_NOCOLOR": "1"},
+        stderr=asyncio.subprocess.PIPE, cwd=cwd, env=_env(),
         preexec_fn=die_with_parent,
     )
     tail: deque[str] = deque(maxlen=8)
