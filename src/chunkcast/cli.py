@@ -115,7 +115,7 @@ def cmd_api(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from chunkcast.runtime import open_platform, run_consumers
+    from chunkcast.runtime import open_platform, run_worker
 
     settings = prepare(_settings(args), generate=False)
     unknown = set(args.group or ()) - set(settings.groups)
@@ -124,17 +124,11 @@ def cmd_worker(args: argparse.Namespace) -> int:
         return 2
 
     async def main() -> None:
-        platform = open_platform(settings)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
-        try:
-            await platform.start()
-            await run_consumers(platform.consumers(args.group or None), stop,
-                                settings.stop_grace_seconds)
-        finally:
-            await platform.close()
+        await run_worker(open_platform(settings), args.group or None, stop)
 
     console.print(f"worker for {', '.join(args.group or settings.groups)} started")
     asyncio.run(main())

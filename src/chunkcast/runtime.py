@@ -143,6 +143,17 @@ class Platform:
                 await self.bus.backlog(topic, group))
 
 
+async def run_worker(platform: Platform, groups: list[str] | None, stop: asyncio.Event) -> None:
+    """The worker role, on the same wiring as the API: the splitter and the transcoders of
+    ``groups`` (all by default) until ``stop`` is set, then a graceful stop."""
+    try:
+        await platform.start()
+        await run_consumers(platform.consumers(groups), stop,
+                            platform.settings.stop_grace_seconds)
+    finally:
+        await platform.close()
+
+
 def open_platform(settings: Settings) -> Platform:
     """Open every backend named by the settings' URLs."""
     return Platform(

@@ -53,6 +53,10 @@ class ObjectStore(Protocol):
     async def ensure_ready(self) -> None:
         """Create what the store needs (a bucket) if it is missing; called at start-up."""
 
+    @property
+    def multipart(self) -> "MultipartStore | None":
+        """The store's uploads in parts, when it takes them (S3); else None."""
+
     async def close(self) -> None:
         """Release connections."""
 

@@ -20,6 +20,8 @@ class LocalObjectStore:
     """Objects are files below ``root``; writes go to a temp file and are renamed into place,
     so a reader never sees half an object."""
 
+    multipart: None = None  # whole PUTs only: no uploads in parts
+
     def __init__(self, root: Path, secret: bytes, base_url: str) -> None:
         self.root = root.resolve()
         self.root.mkdir(parents=True, exist_ok=True)

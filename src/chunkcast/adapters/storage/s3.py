@@ -64,6 +64,10 @@ class S3ObjectStore:
         self._bucket_lock = threading.Lock()
 
     @property
+    def multipart(self) -> "S3ObjectStore":
+        return self
+
+    @property
     def multipart_threshold(self) -> int:
         return self._threshold
 
