@@ -27,6 +27,7 @@ from chunkcast.ports.repository import VideoRepository
 from chunkcast.ports.storage import ObjectStore
 from chunkcast.services.ingest import Splitter
 from chunkcast.services.lifecycle import Lifecycle
+from chunkcast.services.operations import Operations
 from chunkcast.services.playback import Playback, Signer
 from chunkcast.services.streams import Streams
 from chunkcast.services.transcoding import TranscodeConfig, Transcoder
@@ -79,7 +80,11 @@ class Platform:
                                s.groups, chunk_url_seconds=s.upload_url_seconds,
                                idle_timeout_s=s.live_idle_timeout_seconds,
                                seq_window=s.live_seq_window,
-                               max_chunk_bytes=s.max_chunk_bytes)
+                               max_chunk_bytes=s.max_chunk_bytes,
+                               public_url=s.public_url)
+        self.operations = Operations(
+            self.repo, self.bus, self.metrics,
+            [(events.SOURCES, SPLITTER_GROUP)] + [(events.CHUNKS, g) for g in s.groups])
 
     async def start(self) -> None:
         """What must exist before the first request: the bucket, and the consumer groups of
@@ -131,16 +136,6 @@ class Platform:
         video_id = getattr(event, "video_id", None)
         if video_id:
             await self.lifecycle.fail(video_id, f"internal error while processing: {exc}")
-
-    async def update_gauges(self) -> None:
-        """Refresh the gauges that are read from the catalogue and the bus at scrape time."""
-        for status, count in (await self.repo.count_by_status()).items():
-            self.metrics.videos.labels(status).set(count)
-        groups = [(events.SOURCES, SPLITTER_GROUP)] + [(events.CHUNKS, g)
-                                                        for g in self.settings.groups]
-        for topic, group in groups:
-            self.metrics.bus_backlog.labels(topic, group).set(
-                await self.bus.backlog(topic, group))
 
 
 async def run_worker(platform: Platform, groups: list[str] | None, stop: asyncio.Event) -> None:

@@ -11,6 +11,7 @@ from chunkcast.domain.events import (
     Event,
     SegmentReady,
     SourceUploaded,
+    VideoPrivacyChanged,
     VideoStatusChanged,
     decode,
     encode,
@@ -29,6 +30,7 @@ EXAMPLES: list[Event] = [
                  18.018, 1.966667, "2024-05-01T12:00:00.000Z", "2024-05-01T12:00:02.000Z"),
     VideoStatusChanged(VID, "ready"),
     VideoStatusChanged(VID, "failed", "the file is not a video"),
+    VideoPrivacyChanged(VID, True),
 ]
 
 

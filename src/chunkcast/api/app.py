@@ -11,6 +11,7 @@ from starlette.middleware.cors import CORSMiddleware
 from chunkcast import __version__
 from chunkcast.adapters.storage.local import LocalObjectStore
 from chunkcast.api import errors
+from chunkcast.api.delivery import Outboxes
 from chunkcast.api.headers import SecurityHeaders
 from chunkcast.api.hub import Hub
 from chunkcast.api.limits import BodyLimit
@@ -21,7 +22,8 @@ from chunkcast.api.wire import ViewerSockets
 from chunkcast.config import Settings
 from chunkcast.domain.signing import edge_secret, token_digest
 from chunkcast.runtime import Platform, open_platform, run_consumers
-from chunkcast.services.live import LiveFeed
+from chunkcast.services.live import WINDOW_SEGMENTS, LiveFeed
+from chunkcast.services.live_follow import run_feed
 
 log = logging.getLogger(__name__)
 
@@ -33,10 +35,10 @@ def create_app(settings: Settings, *, run_workers: bool = False) -> FastAPI:
     platform = open_platform(settings)
     feed = LiveFeed(platform.repo, settings.media_base_url,
                     gap_timeout_s=settings.live_gap_timeout_seconds,
-                    signer=platform.playback.signer)
-    platform.playback.live = feed
-    hub = Hub(feed, platform.repo, queue_limit=settings.ws_queue_limit,
-              start_segments=settings.live_start_segments, signer=platform.playback.signer)
+                    window_segments=max(WINDOW_SEGMENTS, settings.live_window_segments),
+                    on_privacy=platform.playback.privacy_changed)
+    hub = Hub(feed, platform.playback.signer, outboxes=Outboxes(settings.ws_queue_limit),
+              start_segments=settings.live_start_segments)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -45,7 +47,7 @@ def create_app(settings: Settings, *, run_workers: bool = False) -> FastAPI:
         workers = asyncio.create_task(run_consumers(
             platform.consumers() if run_workers else [], stop_workers,
             settings.stop_grace_seconds))
-        tasks = [asyncio.create_task(feed.run(platform.bus), name="live-feed")]
+        tasks = [asyncio.create_task(run_feed(feed, platform.bus), name="live-feed")]
         tasks.append(asyncio.create_task(_end_quiet_streams(platform), name="stream-watchdog"))
         try:
             yield
@@ -62,7 +64,7 @@ def create_app(settings: Settings, *, run_workers: bool = False) -> FastAPI:
     app = FastAPI(title="chunkcast", version=__version__, lifespan=lifespan, docs_url=None,
                   redoc_url=None)
     app.state.platform = platform
-    app.state.hub = hub
+    app.state.feed = feed  # the live playlists and the streams' viewer counts
     app.state.admin_digest = token_digest(settings.admin_token)
     errors.install(app)
     app.include_router(videos.router)

@@ -7,7 +7,10 @@ from fastapi import Depends, Request
 from chunkcast.domain.errors import Unauthorized
 from chunkcast.domain.signing import token_matches
 from chunkcast.runtime import Platform
-from chunkcast.services.playback import Token
+from chunkcast.services.operations import Operations
+from chunkcast.services.playback import Playback, Token
+from chunkcast.services.streams import Streams
+from chunkcast.services.videos import Videos
 
 
 def get_platform(request: Request) -> Platform:
@@ -16,6 +19,29 @@ def get_platform(request: Request) -> Platform:
 
 
 PlatformDep = Annotated[Platform, Depends(get_platform)]
+
+
+# Each route depends on the services it uses, not on the whole platform.
+def get_videos(request: Request) -> Videos:
+    return get_platform(request).videos
+
+
+def get_streams(request: Request) -> Streams:
+    return get_platform(request).streams
+
+
+def get_playback(request: Request) -> Playback:
+    return get_platform(request).playback
+
+
+def get_operations(request: Request) -> Operations:
+    return get_platform(request).operations
+
+
+VideosDep = Annotated[Videos, Depends(get_videos)]
+StreamsDep = Annotated[Streams, Depends(get_streams)]
+PlaybackDep = Annotated[Playback, Depends(get_playback)]
+OperationsDep = Annotated[Operations, Depends(get_operations)]
 
 
 def is_admin(request: Request) -> bool:

@@ -1,12 +1,11 @@
-"""The fast path of the fan-out: one frame per message, written to every viewer's socket.
+"""Reaching a viewer's connection: ``/ws/{video_id}/{rendition}`` goes to the hub with the
+server's own ASGI ``send``, and :func:`direct_wire` finds the server's connection behind it
+when the fast outbox (:mod:`chunkcast.api.delivery.framed`) can write to it.
 
-A server's WebSocket frames are neither masked nor (without permessage-deflate) compressed,
-so a text message is the same bytes on every connection. When the server is uvicorn with
-its websockets sans-I/O protocol, :func:`direct_wire` reaches a connection's transport, and
-:class:`Frames` builds the frame of a message once per event; delivering it to a viewer is
-one ``transport.write``, as ``websockets.broadcast`` does, instead of the ASGI send path with
-its layers per viewer. Anything else (another server, a compressed connection) gets ``None``
-and the ordinary ASGI send.
+The one place that knows a server's internals: uvicorn's websockets sans-I/O protocol object
+(the bound ``send`` of a connection), its transport and its state flags. Anything else gets
+the portable outbox; ``tests/unit/test_wire.py`` pins what is read here against the
+installed uvicorn.
 """
 
 import asyncio
@@ -15,14 +14,20 @@ from typing import Any, Protocol, cast
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket
-from websockets.frames import Frame, Opcode
 from websockets.protocol import State
+
+try:
+    from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+except ImportError:  # an older uvicorn: every connection gets the portable outbox
+    _FRAMEABLE: tuple[type, ...] = ()
+else:
+    _FRAMEABLE = (WebSocketsSansIOProtocol,)
 
 WS_PATH = re.compile(r"^/ws/(?P<video_id>[^/]+)/(?P<rendition>[^/]+)$")
 
 
 class Wire(Protocol):
-    """What the fast path uses of uvicorn's WebSocket protocol object."""
+    """What the fast outbox uses of a server's WebSocket connection."""
 
     transport: asyncio.Transport
     close_sent: bool
@@ -31,35 +36,18 @@ class Wire(Protocol):
 
 
 def direct_wire(send: Send) -> Wire | None:
-    """The server's protocol object behind an ASGI ``send``, when it can take frames
-    directly (uvicorn's websockets sans-I/O implementation, no compression)."""
+    """The server's connection behind an ASGI ``send``, when frames may be written to it
+    directly: uvicorn's websockets sans-I/O implementation, without compression."""
     proto = getattr(send, "__self__", None)
-    conn = getattr(proto, "conn", None)
-    if proto is None or conn is None or not hasattr(proto, "transport") \
-            or not hasattr(proto, "close_sent") or not hasattr(proto, "disconnected") \
-            or getattr(conn, "extensions", None) != []:
+    if not isinstance(proto, _FRAMEABLE):
         return None
-    return cast(Wire, proto)
+    wire = cast(Wire, proto)
+    return None if wire.conn.extensions else wire
 
 
 def is_open(wire: Wire) -> bool:
     return (not wire.close_sent and not wire.disconnected and wire.conn.state is State.OPEN
             and not wire.transport.is_closing())
-
-
-class Frames:
-    """The frame of the latest message: a fan-out delivers the same string object to every
-    viewer, so it is framed once."""
-
-    def __init__(self) -> None:
-        self._text = ""
-        self._frame = Frame(Opcode.TEXT, b"").serialize(mask=False)
-
-    def of(self, text: str) -> bytes:
-        if text is not self._text:
-            self._frame = Frame(Opcode.TEXT, text.encode()).serialize(mask=False)
-            self._text = text
-        return self._frame
 
 
 class ViewerSockets:
@@ -76,4 +64,4 @@ class ViewerSockets:
             await self._app(scope, receive, send)
             return
         scope = {**scope, "path_params": found.groupdict()}
-        await self._endpoint(WebSocket(scope, receive, send), direct_wire(send))
+        await self._endpoint(WebSocket(scope, receive, send), send)

@@ -62,10 +62,21 @@ class VideoStatusChanged:
     error: str | None = None
 
 
-Event = SourceUploaded | ChunkUploaded | SegmentReady | VideoStatusChanged
+@dataclass(frozen=True)
+class VideoPrivacyChanged:
+    """A video was made private (playback only through signed links) or public again: every
+    API process applies it at once to the viewers it serves."""
+
+    type: ClassVar[str] = "video.privacy"
+    video_id: str
+    private: bool
+
+
+Event = SourceUploaded | ChunkUploaded | SegmentReady | VideoStatusChanged | VideoPrivacyChanged
 
 EVENT_TYPES: dict[str, type[Event]] = {
-    cls.type: cls for cls in (SourceUploaded, ChunkUploaded, SegmentReady, VideoStatusChanged)
+    cls.type: cls for cls in (SourceUploaded, ChunkUploaded, SegmentReady, VideoStatusChanged,
+                              VideoPrivacyChanged)
 }
 
 
@@ -88,5 +99,5 @@ TOPIC_EVENTS: dict[str, tuple[type[Event], ...]] = {
     SOURCES: (SourceUploaded,),
     CHUNKS: (ChunkUploaded,),
     SEGMENTS: (SegmentReady,),
-    VIDEOS: (VideoStatusChanged,),
+    VIDEOS: (VideoStatusChanged, VideoPrivacyChanged),
 }

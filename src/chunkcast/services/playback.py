@@ -1,6 +1,7 @@
 """Playlists and playback URLs: rendered from the catalogue, and written as static files
 when a video is complete."""
 
+import bisect
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -19,9 +20,22 @@ DEFAULT_CODECS = "avc1.640028"
 PRIVACY_MEMORY_S = 2.0
 
 
-class SegmentSource(Protocol):
-    async def segments(self, video_id: str, rendition: str) -> Sequence[Segment]:
-        """A rendition's segments in seq order, as this process knows them."""
+@dataclass(frozen=True)
+class Recent:
+    """The latest segments of a rendition that an API process holds in memory: from seq
+    ``first`` on (which may be a gap), in seq order, gaps left out."""
+
+    first: int
+    segments: Sequence[Segment]
+
+
+class LiveWindow(Protocol):
+    def recent(self, video_id: str, rendition: str) -> Recent | None:
+        """What this process holds in memory of a rendition (None: nothing)."""
+
+
+def _seq(segment: Segment) -> int:
+    return segment.seq
 
 
 def media_url(base_url: str, key: str) -> str:
@@ -121,7 +135,9 @@ class Playback:
         self._public = public_url.rstrip("/")
         self._target = float(segment_seconds)
         self._window = live_window
-        self.live: SegmentSource | None = None  # the API process's live feed, when it has one
+        # Privacy of the videos whose objects were asked for, with when it was read.
+        # Eviction: an entry is read again after PRIVACY_MEMORY_S (or replaced at once by
+        # :meth:`privacy_changed`); everything is dropped beyond 10,000 videos.
         self._private: dict[str, tuple[bool, float]] = {}
 
     async def is_private(self, video_id: str) -> bool:
@@ -137,6 +153,12 @@ class Playback:
             self._private.clear()
         self._private[video_id] = (private, now)
         return private
+
+    def privacy_changed(self, video_id: str, private: bool) -> None:
+        """A video was made private or public (an event every API process hears): its
+        objects are served accordingly from now on."""
+        if video_id in self._private:
+            self._private[video_id] = (private, time.monotonic())
 
     async def check_object(self, key: str, token: Token | None) -> None:
         """May a viewer fetch this published object? Under ``/media/`` (``token`` None) only
@@ -189,16 +211,26 @@ class Playback:
                                        bool(video.has_audio)))
 
     async def media(self, video_id: str, rendition: str, *, dvr: bool = False,
-                    token: Token = (None, None)) -> tuple[str, bool]:
+                    token: Token = (None, None), live: LiveWindow | None = None
+                    ) -> tuple[str, bool]:
         """The media playlist and whether it can still change (a live stream's does).
 
-        Live: a sliding window of the latest segments, or with ``dvr`` everything so far;
-        served from the process's live feed (fed by events) rather than the database."""
+        Live: a sliding window of the latest segments, served from what ``live`` (the API
+        process's live feed) holds in memory; with ``dvr`` everything so far, the older part
+        from the catalogue. VOD and ended streams: from the catalogue."""
         video, query = await self._playable(video_id, token)
         check_rendition(rendition)
-        live = video.kind is VideoKind.LIVE
-        source = self.live if live and self.live is not None else self._repo
-        segments = await source.segments(video_id, rendition)
+        growing = video.status is VideoStatus.LIVE
+        recent = live.recent(video_id, rendition) if live is not None and growing else None
+        segments: Sequence[Segment]
+        if recent is not None and not dvr:
+            segments = recent.segments
+        elif recent is not None:  # the catalogue up to what is in memory: what viewers got
+            stored = await self._repo.segments(video_id, rendition)
+            older = stored[:bisect.bisect_left(stored, recent.first, key=_seq)]
+            segments = [*older, *recent.segments]
+        else:
+            segments = await self._repo.segments(video_id, rendition)
         if not segments:
             raise NotFound("no such rendition, or no segment yet")
 
@@ -206,14 +238,13 @@ class Playback:
             return object_url(self._base, key, query)
 
         init = url(keys.init_segment(video_id, rendition))
-        growing = video.status is VideoStatus.LIVE
         if growing and not dvr:
             # The window is counted in seqs, not in segments: with the gaps of lost chunks
             # listed, a live playlist never has more than ``window`` entries.
             newest = segments[-1].seq
             segments = [s for s in segments[-self._window:] if s.seq > newest - self._window]
-        text = _media(segments, init, url,
-                      ended=not growing, vod=not live, event=growing and dvr,
+        text = _media(segments, init, url, ended=not growing,
+                      vod=video.kind is not VideoKind.LIVE, event=growing and dvr,
                       target=self._target)
         return text, growing
 

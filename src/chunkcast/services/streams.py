@@ -37,7 +37,8 @@ class Streams:
     def __init__(self, repo: VideoRepository, store: ObjectStore, bus: EventBus,
                  lifecycle: Lifecycle, playback: Playback, groups: dict[str, tuple[str, ...]],
                  *, chunk_url_seconds: int, idle_timeout_s: float, seq_window: int = 300,
-                 max_chunk_bytes: int = 64 * 1024**2) -> None:
+                 max_chunk_bytes: int = 64 * 1024**2,
+                 public_url: str = "http://127.0.0.1:8000") -> None:
         self._repo = repo
         self._store = store
         self._bus = bus
@@ -48,6 +49,7 @@ class Streams:
         self._idle_timeout = timedelta(seconds=idle_timeout_s)
         self._seq_window = seq_window
         self._max_chunk_bytes = max_chunk_bytes
+        self._public_url = public_url.rstrip("/")
 
     async def create(self, title: str, *, private: bool = False) -> tuple[Video, str]:
         """A new live stream (status idle) and its stream key, shown this once."""
@@ -57,6 +59,16 @@ class Streams:
                       stream_key_digest=token_digest(key), private=private)
         await self._repo.add_video(video)
         return video, key
+
+    @property
+    def public_url(self) -> str:
+        """Where broadcasters reach the API."""
+        return self._public_url
+
+    def broadcast_command(self, video_id: str, key: str) -> str:
+        """The command line that goes live on this stream with a test pattern."""
+        return (f"chunkcast broadcast testsrc --stream {video_id} --key {key} "
+                f"--server {self._public_url}")
 
     async def rotate_key(self, video_id: str) -> str:
         video = await self._stream(video_id)

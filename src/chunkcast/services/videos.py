@@ -8,13 +8,12 @@ from datetime import UTC, datetime
 from chunkcast.domain import events, keys
 from chunkcast.domain.errors import Conflict, InvalidInput, NotFound, TooLarge
 from chunkcast.domain.ids import check_video_id, new_video_id
-from chunkcast.domain.videos import Video, VideoKind, VideoStatus
+from chunkcast.domain.videos import RenditionInfo, Video, VideoKind, VideoStatus
 from chunkcast.metrics import Metrics
 from chunkcast.ports.bus import EventBus
 from chunkcast.ports.repository import VideoRepository
 from chunkcast.ports.storage import (
     MAX_PARTS,
-    MultipartStore,
     MultipartUpload,
     ObjectStore,
     PresignedRequest,
@@ -59,7 +58,7 @@ class Videos:
                       status=VideoStatus.CREATED, created_at=datetime.now(UTC),
                       private=private)
         await self._repo.add_video(video)
-        store = self._multipart_store()
+        store = self._store.multipart
         if store is not None and size is not None and size > store.multipart_threshold:
             part_size = max(PART_SIZE, math.ceil(size / MAX_PARTS))
             upload = await store.start_multipart(keys.source(video.id), size, part_size,
@@ -67,9 +66,6 @@ class Videos:
             return video, upload
         return video, self.upload_url(video)
 
-    def _multipart_store(self) -> MultipartStore | None:
-        """The store, when it takes uploads in parts (S3; the local store does not)."""
-        return self._store if hasattr(self._store, "start_multipart") else None  # type: ignore[return-value]
 
     def upload_url(self, video: Video) -> PresignedRequest:
         return self._store.presign_put(keys.source(video.id), self._upload_ttl)
@@ -80,6 +76,10 @@ class Videos:
             raise NotFound("no such video")
         return video
 
+    async def renditions(self, video_id: str) -> Sequence[RenditionInfo]:
+        """The video's renditions (empty until its ladder is chosen), codecs once known."""
+        return await self._repo.renditions(video_id)
+
     async def list(self, *, limit: int, offset: int, public_only: bool = False,
                    statuses: Collection[VideoStatus] = (), kind: VideoKind | None = None
                    ) -> Sequence[Video]:
@@ -88,9 +88,11 @@ class Videos:
                                             kind=kind)
 
     async def set_private(self, video_id: str, private: bool) -> Video:
-        """Make a video private (playback needs a signed URL) or public again."""
+        """Make a video private (playback needs a signed URL) or public again. Every API
+        process hears of it at once (its viewers without a link are closed)."""
         video = await self.get(video_id)
         await self._repo.set_private(video.id, private)
+        await self._bus.publish(events.VIDEOS, events.VideoPrivacyChanged(video.id, private))
         return replace(video, private=private)
 
     async def complete(self, video_id: str,
@@ -104,7 +106,7 @@ class Videos:
         if video.status is not VideoStatus.CREATED:
             return video
         if multipart is not None:
-            store = self._multipart_store()
+            store = self._store.multipart
             if store is None:
                 raise InvalidInput("this storage does not take multipart uploads")
             upload_id, parts = multipart

@@ -5,12 +5,20 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Path, Request
 from pydantic import BaseModel, Field
 
-from chunkcast.api.deps import AdminDep, PlatformDep, TokenDep, is_admin, require_admin
-from chunkcast.api.hub import Hub
+from chunkcast.api.deps import (
+    AdminDep,
+    PlatformDep,
+    PlaybackDep,
+    StreamsDep,
+    TokenDep,
+    VideosDep,
+    is_admin,
+    require_admin,
+)
 from chunkcast.api.routes.videos import video_out
 from chunkcast.api.schemas import Playback, RequestBody, StreamStatus, UploadTarget, VideoOut
 from chunkcast.domain.errors import ChunkcastError, Expired, NotFound
-from chunkcast.runtime import Platform
+from chunkcast.services.live import LiveFeed
 from chunkcast.services.streams import MAX_CHUNK_SECONDS
 
 router = APIRouter(tags=["live"])
@@ -45,19 +53,14 @@ class ChunkAccepted(BaseModel):
     new: bool
 
 
-def _broadcast_command(platform: Platform, video_id: str, key: str) -> str:
-    server = platform.settings.public_url
-    return (f"chunkcast broadcast testsrc --stream {video_id} --key {key} "
-            f"--server {server}")
-
-
 @router.post("/api/v1/streams", status_code=201, dependencies=[AdminDep])
-async def create_stream(body: CreateStream, platform: PlatformDep) -> CreatedStream:
+async def create_stream(body: CreateStream, streams: StreamsDep, videos: VideosDep,
+                        playback: PlaybackDep) -> CreatedStream:
     """A live stream; the stream key is shown here once."""
-    video, key = await platform.streams.create(body.title, private=body.private)
-    out = await video_out(platform, video)
+    video, key = await streams.create(body.title, private=body.private)
+    out = await video_out(videos, playback, video)
     return CreatedStream(**out.model_dump(), stream_key=key,
-                         broadcast=_broadcast_command(platform, video.id, key))
+                         broadcast=streams.broadcast_command(video.id, key))
 
 
 @router.get("/api/v1/streams/{video_id}")
@@ -74,24 +77,24 @@ async def stream_status(video_id: str, request: Request, platform: PlatformDep,
             raise  # only a genuine link can have expired: it says nothing new
         except ChunkcastError:
             raise NotFound("no such stream") from None
-    hub: Hub = request.app.state.hub
+    feed: LiveFeed = request.app.state.feed
     return StreamStatus(id=video.id, title=video.title, status=video.status.value,
-                        viewers=hub.viewers(video.id), last_chunk_at=video.last_chunk_at)
+                        viewers=feed.viewers(video.id), last_chunk_at=video.last_chunk_at)
 
 
 @router.post("/api/v1/streams/{video_id}/key", dependencies=[AdminDep])
-async def rotate_key(video_id: str, platform: PlatformDep) -> dict[str, str]:
+async def rotate_key(video_id: str, streams: StreamsDep) -> dict[str, str]:
     """A new stream key; the old one stops working at once."""
-    return {"stream_key": await platform.streams.rotate_key(video_id)}
+    return {"stream_key": await streams.rotate_key(video_id)}
 
 
 @router.post("/api/v1/streams/{video_id}/chunks", status_code=201)
-async def chunk_upload(video_id: str, body: ChunkReport, platform: PlatformDep,
+async def chunk_upload(video_id: str, body: ChunkReport, streams: StreamsDep,
                        x_stream_key: StreamKey = None) -> ChunkUpload:
     """A pre-signed PUT for chunk ``seq``."""
     if body.seq is None:
         raise ChunkcastError("seq is required")
-    target = await platform.streams.chunk_upload(video_id, x_stream_key, body.seq)
+    target = await streams.chunk_upload(video_id, x_stream_key, body.seq)
     return ChunkUpload(seq=body.seq, upload=UploadTarget(
         url=target.url, method=target.method, headers=target.headers,
         expires_at=target.expires_at))
@@ -99,25 +102,25 @@ async def chunk_upload(video_id: str, body: ChunkReport, platform: PlatformDep,
 
 @router.post("/api/v1/streams/{video_id}/chunks/{seq}/complete", status_code=202)
 async def chunk_complete(video_id: str, seq: Annotated[int, Path(ge=0, le=99_999_999)],
-                         body: ChunkReport, platform: PlatformDep,
+                         body: ChunkReport, streams: StreamsDep,
                          x_stream_key: StreamKey = None) -> ChunkAccepted:
     """Chunk ``seq`` is stored: transcode it. Reporting it twice changes nothing."""
-    new = await platform.streams.complete_chunk(
+    new = await streams.complete_chunk(
         video_id, x_stream_key, seq, duration=body.duration, pts_start=body.pts_start,
         captured_at=body.captured_at)
     return ChunkAccepted(seq=seq, new=new)
 
 
 @router.post("/api/v1/streams/{video_id}/end")
-async def end_stream(video_id: str, request: Request, platform: PlatformDep,
-                     x_stream_key: StreamKey = None,
+async def end_stream(video_id: str, request: Request, streams: StreamsDep, videos: VideosDep,
+                     playback: PlaybackDep, x_stream_key: StreamKey = None,
                      authorization: Annotated[str | None, Header()] = None) -> VideoOut:
     """End the stream (with its stream key or the admin token); it becomes replayable."""
     if authorization is not None and x_stream_key is None:
         require_admin(request)
     else:
-        await platform.streams.authenticate(video_id, x_stream_key)
-    out = await video_out(platform, await platform.streams.end(video_id))
+        await streams.authenticate(video_id, x_stream_key)
+    out = await video_out(videos, playback, await streams.end(video_id))
     if out.private and not is_admin(request):
         # A stream key is not a playback link: its holder gets no signed links to mint.
         out.playback = Playback(hls=out.playback.hls.split("?", 1)[0], ws=out.playback.ws,

@@ -3,7 +3,7 @@
 from fastapi import APIRouter, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from chunkcast.api.deps import PlatformDep
+from chunkcast.api.deps import OperationsDep
 
 router = APIRouter(tags=["operations"])
 
@@ -14,6 +14,5 @@ async def healthz() -> dict[str, str]:
 
 
 @router.get("/metrics")
-async def metrics(platform: PlatformDep) -> Response:
-    await platform.update_gauges()
-    return Response(platform.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+async def metrics(operations: OperationsDep) -> Response:
+    return Response(await operations.metrics_text(), media_type=CONTENT_TYPE_LATEST)

@@ -5,7 +5,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
 
-from chunkcast.api.deps import AdminDep, PlatformDep, TokenDep, is_admin
+from chunkcast.api.deps import AdminDep, PlaybackDep, TokenDep, VideosDep, is_admin
 from chunkcast.api.schemas import (
     CompleteUpload,
     CreatedVideo,
@@ -21,25 +21,27 @@ from chunkcast.api.schemas import (
 from chunkcast.domain.ladder import fallback_codecs
 from chunkcast.domain.videos import Video, VideoKind, VideoStatus
 from chunkcast.ports.storage import MultipartUpload, PresignedRequest
-from chunkcast.runtime import Platform
+from chunkcast.services.playback import Playback as PlaybackService
+from chunkcast.services.videos import Videos
 
 router = APIRouter(prefix="/api/v1/videos", tags=["videos"])
 
 
-async def video_out(platform: Platform, video: Video) -> VideoOut:
-    renditions = await platform.repo.renditions(video.id)
+async def video_out(videos: Videos, playback: PlaybackService, video: Video) -> VideoOut:
+    """The video resource, with freshly minted playback links (for the admin)."""
+    renditions = await videos.renditions(video.id)
     return VideoOut(
         id=video.id, kind=video.kind.value, title=video.title, status=video.status.value,
         error=video.error, duration=video.duration, width=video.width, height=video.height,
         has_audio=video.has_audio, private=video.private,
         playable=video.status.is_playable, live=video.status.is_broadcasting,
         fallback_codecs=fallback_codecs(video.has_audio is not False),
-        progress=await platform.videos.progress(video),
+        progress=await videos.progress(video),
         renditions=[RenditionOut(
             name=i.rendition.name, width=i.rendition.width, height=i.rendition.height,
             video_kbps=i.rendition.video_kbps, audio_kbps=i.rendition.audio_kbps,
             fps=i.rendition.fps, codecs=i.codecs) for i in renditions],
-        playback=Playback(**asdict(platform.playback.urls(video, expires=None))),  # fresh
+        playback=Playback(**asdict(playback.urls(video, expires=None))),  # fresh
         created_at=video.created_at,
     )
 
@@ -55,47 +57,50 @@ def _upload_target(upload: PresignedRequest | MultipartUpload) -> UploadTarget:
 
 
 @router.post("", status_code=201, dependencies=[AdminDep])
-async def create_video(body: CreateVideo, platform: PlatformDep) -> CreatedVideo:
+async def create_video(body: CreateVideo, videos: VideosDep,
+                       playback: PlaybackDep) -> CreatedVideo:
     """Create a video; PUT the source to ``upload.url`` (or its parts to their URLs), then
     call ``complete``."""
-    video, upload = await platform.videos.create(body.title, body.size, private=body.private)
-    out = await video_out(platform, video)
+    video, upload = await videos.create(body.title, body.size, private=body.private)
+    out = await video_out(videos, playback, video)
     return CreatedVideo(**out.model_dump(), upload=_upload_target(upload))
 
 
 @router.post("/{video_id}/complete", status_code=202, dependencies=[AdminDep])
-async def complete_upload(video_id: str, platform: PlatformDep,
+async def complete_upload(video_id: str, videos: VideosDep, playback: PlaybackDep,
                           body: CompleteUpload | None = None) -> VideoOut:
     """The source is uploaded (for a multipart upload: with its parts' ETags): verify it and
     start processing."""
     multipart = (body.upload_id, [(p.number, p.etag) for p in body.parts]) if body else None
-    return await video_out(platform, await platform.videos.complete(video_id, multipart))
+    return await video_out(videos, playback, await videos.complete(video_id, multipart))
 
 
 @router.get("/{video_id}")
-async def get_video(video_id: str, request: Request, platform: PlatformDep,
-                    token: TokenDep) -> VideoOut:
+async def get_video(video_id: str, request: Request, videos: VideosDep,
+                    playback: PlaybackDep, token: TokenDep) -> VideoOut:
     """A video; a private one only for the admin or with a signed link (``e``, ``st``).
     The admin is given fresh links; a link's holder, links that expire with its own."""
-    video = await platform.videos.get(video_id)
+    video = await videos.get(video_id)
     if not video.private or is_admin(request):
-        return await video_out(platform, video)
-    expires = platform.playback.signer.check(video.id, token)
-    out = await video_out(platform, video)
-    urls = platform.playback.urls(video, expires=expires)
+        return await video_out(videos, playback, video)
+    expires = playback.signer.check(video.id, token)
+    out = await video_out(videos, playback, video)
+    urls = playback.urls(video, expires=expires)
     return out.model_copy(update={"playback": Playback(**asdict(urls))})
 
 
 @router.patch("/{video_id}", dependencies=[AdminDep])
-async def update_video(video_id: str, body: UpdateVideo, platform: PlatformDep) -> VideoOut:
+async def update_video(video_id: str, body: UpdateVideo, videos: VideosDep,
+                       playback: PlaybackDep) -> VideoOut:
     """Make a video private (its playback links are then signed) or public."""
-    return await video_out(platform, await platform.videos.set_private(video_id, body.private))
+    return await video_out(videos, playback, await videos.set_private(video_id, body.private))
 
 
 @router.get("")
 async def list_videos(
     request: Request,
-    platform: PlatformDep,
+    videos: VideosDep,
+    playback: PlaybackDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
     status: Annotated[list[VideoStatus] | None, Query(
@@ -104,14 +109,13 @@ async def list_videos(
                     ] = None,
 ) -> VideoPage:
     """Newest first; private videos are listed for the admin only."""
-    videos = await platform.videos.list(limit=limit, offset=offset,
-                                        public_only=not is_admin(request),
-                                        statuses=status or (), kind=kind)
-    return VideoPage(items=[await video_out(platform, v) for v in videos], limit=limit,
+    found = await videos.list(limit=limit, offset=offset, public_only=not is_admin(request),
+                              statuses=status or (), kind=kind)
+    return VideoPage(items=[await video_out(videos, playback, v) for v in found], limit=limit,
                      offset=offset)
 
 
 @router.delete("/{video_id}", status_code=204, dependencies=[AdminDep])
-async def delete_video(video_id: str, platform: PlatformDep) -> Response:
-    await platform.videos.delete(video_id)
+async def delete_video(video_id: str, videos: VideosDep) -> Response:
+    await videos.delete(video_id)
     return Response(status_code=204)

@@ -7,9 +7,9 @@ from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
+from chunkcast.api.deps import StreamsDep, VideosDep
 from chunkcast.domain.errors import InvalidInput, NotFound
 from chunkcast.domain.videos import VideoKind, VideoStatus
-from chunkcast.runtime import Platform
 from chunkcast.web import STATIC_DIR, TEMPLATES_DIR
 
 router = APIRouter(tags=["web"], include_in_schema=False)
@@ -20,16 +20,11 @@ LIVE_NOW = 24
 WATCHABLE = VideoStatus.complete_ones()  # the library: what plays from the start
 
 
-def _platform(request: Request) -> Platform:
-    platform: Platform = request.app.state.platform
-    return platform
-
-
 @router.get("/", response_class=HTMLResponse)
-async def home(request: Request, offset: Annotated[int, Query(ge=0)] = 0) -> HTMLResponse:
+async def home(request: Request, videos: VideosDep,
+               offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0) -> HTMLResponse:
     """What is live now, then the public library (videos ready to play, and streams that
     have ended), newest first, a page at a time."""
-    videos = _platform(request).videos
     page = await videos.list(limit=LIBRARY_PAGE + 1, offset=offset, public_only=True,
                              statuses=WATCHABLE)
     live = await videos.list(limit=LIVE_NOW, offset=0, public_only=True,
@@ -59,19 +54,19 @@ async def new_stream(request: Request) -> HTMLResponse:
 
 
 @router.get("/streams/{video_id}", response_class=HTMLResponse)
-async def stream_dashboard(request: Request, video_id: str) -> HTMLResponse:
+async def stream_dashboard(request: Request, video_id: str, streams: StreamsDep
+                           ) -> HTMLResponse:
     """The broadcaster's dashboard of one stream. A private stream's page is rendered
     without its title and status: its script asks for them with the admin token."""
-    platform = _platform(request)
     try:
-        video = await platform.streams.get(video_id)
+        video = await streams.get(video_id)
     except (InvalidInput, NotFound):
         return templates.TemplateResponse(request, "not_found.html", {"what": "stream"},
                                           status_code=404)
     return templates.TemplateResponse(request, "stream.html", {
         "stream_id": video.id, "private": video.private,
         "video": None if video.private else video,
-        "server": platform.settings.public_url.rstrip("/")})
+        "server": streams.public_url})
 
 
 def install(app: FastAPI) -> None:
