@@ -48,9 +48,10 @@ def _serve(settings: Settings, host: str, port: int, *, run_workers: bool) -> in
 
     from chunkcast.adapters.db.migrate import upgrade
     from chunkcast.api.app import create_app
+    from chunkcast.runtime import open_platform
 
     upgrade(settings.database_url)
-    app = create_app(settings, run_workers=run_workers)
+    app = create_app(open_platform(settings), run_workers=run_workers)
     # A server holding thousands of long-lived connections: keep start-up objects out of
     # the collector's way and collect the young generation less often.
     gc.freeze()

@@ -25,6 +25,11 @@ STORAGE_BACKENDS = {
     "file": "chunkcast.adapters.storage.local:open_store",
     "s3": "chunkcast.adapters.storage.s3:open_store",
 }
+# How the API serves a store's objects: local files from this process, S3 by redirect.
+ORIGIN_ROUTES = {
+    "file": "chunkcast.api.routes.media:local_origin",
+    "s3": "chunkcast.api.routes.media:bucket_origin",
+}
 BUS_BACKENDS = {
     "memory": "chunkcast.adapters.bus.memory:open_bus",
     "redis": "chunkcast.adapters.bus.redis:open_bus",

@@ -27,6 +27,7 @@ from chunkcast.ports.repository import VideoRepository
 from chunkcast.ports.storage import ObjectStore
 from chunkcast.services.ingest import Splitter
 from chunkcast.services.lifecycle import Lifecycle
+from chunkcast.services.live import WINDOW_SEGMENTS, LiveFeed
 from chunkcast.services.operations import Operations
 from chunkcast.services.playback import Playback, Signer
 from chunkcast.services.streams import Streams
@@ -82,6 +83,11 @@ class Platform:
                                seq_window=s.live_seq_window,
                                max_chunk_bytes=s.max_chunk_bytes,
                                public_url=s.public_url)
+        # The API process's live feed (channels and viewers); only API processes run it.
+        self.feed = LiveFeed(self.repo, s.media_base_url,
+                             gap_timeout_s=s.live_gap_timeout_seconds,
+                             window_segments=max(WINDOW_SEGMENTS, s.live_window_segments),
+                             on_privacy=self.playback.privacy_changed)
         self.operations = Operations(
             self.repo, self.bus, self.metrics,
             [(events.SOURCES, SPLITTER_GROUP)] + [(events.CHUNKS, g) for g in s.groups])

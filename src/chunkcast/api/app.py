@@ -9,7 +9,6 @@ from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
 from chunkcast import __version__
-from chunkcast.adapters.storage.local import LocalObjectStore
 from chunkcast.api import errors
 from chunkcast.api.delivery import Outboxes
 from chunkcast.api.headers import SecurityHeaders
@@ -17,26 +16,23 @@ from chunkcast.api.hub import Hub
 from chunkcast.api.limits import BodyLimit
 from chunkcast.api.routes import live, ops, play, videos, web
 from chunkcast.api.routes.edge import edge_router
-from chunkcast.api.routes.media import media_router, redirect_router
 from chunkcast.api.wire import ViewerSockets
-from chunkcast.config import Settings
+from chunkcast.config import ORIGIN_ROUTES, load_backend
 from chunkcast.domain.signing import edge_secret, token_digest
-from chunkcast.runtime import Platform, open_platform, run_consumers
-from chunkcast.services.live import WINDOW_SEGMENTS, LiveFeed
+from chunkcast.runtime import Platform, run_consumers
 from chunkcast.services.live_follow import run_feed
 
 log = logging.getLogger(__name__)
 
 
-def create_app(settings: Settings, *, run_workers: bool = False) -> FastAPI:
-    """An API process. With ``run_workers`` (embedded mode) the splitter and the transcode
-    workers of every rendition group run inside it too. ``settings`` must be prepared
-    (secret key and admin token known) and the database migrated."""
-    platform = open_platform(settings)
-    feed = LiveFeed(platform.repo, settings.media_base_url,
-                    gap_timeout_s=settings.live_gap_timeout_seconds,
-                    window_segments=max(WINDOW_SEGMENTS, settings.live_window_segments),
-                    on_privacy=platform.playback.privacy_changed)
+def create_app(platform: Platform, *, run_workers: bool = False) -> FastAPI:
+    """An API process on ``platform`` (the one wiring of services, see
+    :func:`chunkcast.runtime.open_platform`, also behind the worker role). With
+    ``run_workers`` (embedded mode) the splitter and the transcode workers of every rendition
+    group run inside it too. Its settings must be prepared (secret key and admin token known)
+    and the database migrated."""
+    settings = platform.settings
+    feed = platform.feed
     hub = Hub(feed, platform.playback.signer, outboxes=Outboxes(settings.ws_queue_limit),
               start_segments=settings.live_start_segments)
 
@@ -64,7 +60,6 @@ def create_app(settings: Settings, *, run_workers: bool = False) -> FastAPI:
     app = FastAPI(title="chunkcast", version=__version__, lifespan=lifespan, docs_url=None,
                   redoc_url=None)
     app.state.platform = platform
-    app.state.feed = feed  # the live playlists and the streams' viewer counts
     app.state.admin_digest = token_digest(settings.admin_token)
     errors.install(app)
     app.include_router(videos.router)
@@ -81,13 +76,9 @@ def create_app(settings: Settings, *, run_workers: bool = False) -> FastAPI:
                        max_age=3600)
     app.add_middleware(SecurityHeaders)
     app.add_middleware(BodyLimit)  # outermost: nothing reads a body before it is capped
-    if isinstance(platform.store, LocalObjectStore):
-        app.include_router(media_router(platform.store, platform.playback, platform.metrics,
-                                        settings.secret_key.encode(), settings.max_upload_bytes,
-                                        settings.max_chunk_bytes))
-    else:
-        app.include_router(redirect_router(platform.store, platform.playback, platform.metrics,
-                                           edge_secret(settings.secret_key)))
+    # The storage's own origin routes (local files served here; S3 redirects), chosen by
+    # the storage URL's scheme like the store itself.
+    app.include_router(load_backend(ORIGIN_ROUTES, settings.storage_url)(platform))
     return app
 
 

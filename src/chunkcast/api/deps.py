@@ -6,7 +6,9 @@ from fastapi import Depends, Request
 
 from chunkcast.domain.errors import Unauthorized
 from chunkcast.domain.signing import token_matches
+from chunkcast.metrics import Metrics
 from chunkcast.runtime import Platform
+from chunkcast.services.live import LiveFeed
 from chunkcast.services.operations import Operations
 from chunkcast.services.playback import Playback, Token
 from chunkcast.services.streams import Streams
@@ -18,7 +20,6 @@ def get_platform(request: Request) -> Platform:
     return platform
 
 
-PlatformDep = Annotated[Platform, Depends(get_platform)]
 
 
 # Each route depends on the services it uses, not on the whole platform.
@@ -38,10 +39,20 @@ def get_operations(request: Request) -> Operations:
     return get_platform(request).operations
 
 
+def get_feed(request: Request) -> LiveFeed:
+    return get_platform(request).feed
+
+
+def get_metrics(request: Request) -> Metrics:
+    return get_platform(request).metrics
+
+
 VideosDep = Annotated[Videos, Depends(get_videos)]
 StreamsDep = Annotated[Streams, Depends(get_streams)]
 PlaybackDep = Annotated[Playback, Depends(get_playback)]
 OperationsDep = Annotated[Operations, Depends(get_operations)]
+FeedDep = Annotated[LiveFeed, Depends(get_feed)]
+MetricsDep = Annotated[Metrics, Depends(get_metrics)]
 
 
 def is_admin(request: Request) -> bool:

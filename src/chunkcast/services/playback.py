@@ -138,17 +138,26 @@ class Playback:
         # Privacy of the videos whose objects were asked for, with when it was read.
         # Eviction: an entry is read again after PRIVACY_MEMORY_S (or replaced at once by
         # :meth:`privacy_changed`); everything is dropped beyond 10,000 videos.
-        self._private: dict[str, tuple[bool, float]] = {}
+        self._private: dict[str, tuple[bool | None, float]] = {}
 
     async def is_private(self, video_id: str) -> bool:
         """Whether a video is private; remembered for a few seconds (this is asked for every
         object an origin serves)."""
+        return await self._privacy(video_id) is True
+
+    async def is_public(self, video_id: str) -> bool:
+        """Whether a video exists and is public (what the edge asks before ``/media/``)."""
+        return await self._privacy(video_id) is False
+
+    async def _privacy(self, video_id: str) -> bool | None:
+        """True private, False public, None no such video; remembered for a few seconds
+        (at most 10,000 videos, then forgotten all at once)."""
         known = self._private.get(video_id)
         now = time.monotonic()
         if known is not None and now - known[1] < PRIVACY_MEMORY_S:
             return known[0]
         video = await self._repo.get_video(video_id)
-        private = video is not None and video.private
+        private = None if video is None else video.private
         if len(self._private) > 10_000:
             self._private.clear()
         self._private[video_id] = (private, now)

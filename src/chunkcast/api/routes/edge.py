@@ -10,7 +10,7 @@ seconds, cached objects included."""
 
 from fastapi import APIRouter, Request, Response
 
-from chunkcast.api.deps import PlatformDep
+from chunkcast.api.deps import PlaybackDep
 from chunkcast.domain.errors import Forbidden, InvalidInput
 from chunkcast.domain.ids import check_video_id
 from chunkcast.domain.signing import edge_secret_matches
@@ -28,16 +28,14 @@ def edge_router(secret: str) -> APIRouter:
     router = APIRouter(prefix="/edge", include_in_schema=False)
 
     @router.get("/public/{video_id}")
-    async def public(video_id: str, request: Request, platform: PlatformDep) -> Response:
+    async def public(video_id: str, request: Request, playback: PlaybackDep) -> Response:
         if not is_edge(request, secret):
             raise Forbidden("for the edge only")
         try:
             check_video_id(video_id)
         except InvalidInput as exc:
             raise Forbidden("not a public video") from exc
-        # is_private is remembered for a moment; it says False for an unknown video.
-        if await platform.playback.is_private(video_id) \
-                or await platform.repo.get_video(video_id) is None:
+        if not await playback.is_public(video_id):  # remembered for a moment
             raise Forbidden("not a public video")
         return Response(status_code=204, headers={"Cache-Control": "no-store"})
 

@@ -7,7 +7,7 @@ from pydantic import BaseModel, Field
 
 from chunkcast.api.deps import (
     AdminDep,
-    PlatformDep,
+    FeedDep,
     PlaybackDep,
     StreamsDep,
     TokenDep,
@@ -18,7 +18,6 @@ from chunkcast.api.deps import (
 from chunkcast.api.routes.videos import video_out
 from chunkcast.api.schemas import Playback, RequestBody, StreamStatus, UploadTarget, VideoOut
 from chunkcast.domain.errors import ChunkcastError, Expired, NotFound
-from chunkcast.services.live import LiveFeed
 from chunkcast.services.streams import MAX_CHUNK_SECONDS
 
 router = APIRouter(tags=["live"])
@@ -64,20 +63,19 @@ async def create_stream(body: CreateStream, streams: StreamsDep, videos: VideosD
 
 
 @router.get("/api/v1/streams/{video_id}")
-async def stream_status(video_id: str, request: Request, platform: PlatformDep,
-                        token: TokenDep) -> StreamStatus:
+async def stream_status(video_id: str, request: Request, streams: StreamsDep,
+                        playback: PlaybackDep, feed: FeedDep, token: TokenDep) -> StreamStatus:
     """Status, viewers and last chunk time of a stream: what its dashboard polls. A private
     stream's only for the admin or with a valid signed link (``e``, ``st``); to anyone else
     it is unknown."""
-    video = await platform.streams.get(video_id)
+    video = await streams.get(video_id)
     if video.private and not is_admin(request):
         try:
-            platform.playback.signer.check(video.id, token)
+            playback.signer.check(video.id, token)
         except Expired:
             raise  # only a genuine link can have expired: it says nothing new
         except ChunkcastError:
             raise NotFound("no such stream") from None
-    feed: LiveFeed = request.app.state.feed
     return StreamStatus(id=video.id, title=video.title, status=video.status.value,
                         viewers=feed.viewers(video.id), last_chunk_at=video.last_chunk_at)
 

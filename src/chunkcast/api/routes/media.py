@@ -7,7 +7,7 @@ playback link, see :class:`chunkcast.services.playback.Signer`), never under ``/
 
 import os
 from collections.abc import Callable
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, TypeVar, cast
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import FileResponse, RedirectResponse
@@ -18,9 +18,11 @@ from chunkcast.api.routes.edge import is_edge
 from chunkcast.domain import keys
 from chunkcast.domain.errors import Forbidden, NotFound, TooLarge
 from chunkcast.domain.media_types import cache_control_for, content_type_for
+from chunkcast.domain.signing import edge_secret as edge_secret_of
 from chunkcast.domain.signing import verify
 from chunkcast.metrics import Metrics
 from chunkcast.ports.storage import ObjectStore
+from chunkcast.runtime import Platform
 from chunkcast.services.playback import Playback
 
 REDIRECT_URL_SECONDS = 600
@@ -138,3 +140,18 @@ def redirect_router(store: ObjectStore, playback: Playback, metrics: Metrics,
         return await answer(key, request)
 
     return router
+
+
+def local_origin(platform: Platform) -> APIRouter:
+    """The local store's routes: objects served and pre-signed PUTs taken here (chosen by
+    the storage URL's scheme, so the store is a LocalObjectStore)."""
+    s = platform.settings
+    return media_router(cast(LocalObjectStore, platform.store), platform.playback,
+                        platform.metrics, s.secret_key.encode(), s.max_upload_bytes,
+                        s.max_chunk_bytes)
+
+
+def bucket_origin(platform: Platform) -> APIRouter:
+    """A bucket's routes: viewers redirected to pre-signed GETs, the edge given objects."""
+    return redirect_router(platform.store, platform.playback, platform.metrics,
+                           edge_secret_of(platform.settings.secret_key))
