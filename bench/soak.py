@@ -126,10 +126,20 @@ class Catalogue(SqlVideoRepository):
     stream_id = ""
     published: dict[str, int] = {}
 
-    async def segments(self, video_id: str, rendition: str) -> Sequence[Segment]:
+    async def segments(self, video_id: str, rendition: str, *, after: int | None = None,
+                       before: int | None = None, first: int | None = None,
+                       last: int | None = None) -> Sequence[Segment]:
         if video_id == self.stream_id:
-            return StreamSegments(video_id, rendition, self.published.get(rendition, 0))
-        return await super().segments(video_id, rendition)
+            every = StreamSegments(video_id, rendition, self.published.get(rendition, 0))
+            low = 0 if after is None else max(0, after + 1)
+            high = len(every) if before is None else min(len(every), max(0, before))
+            if last is not None:
+                low = max(low, high - last)
+            elif first is not None:
+                high = min(high, low + first)
+            return every[low:high] if low < high else []
+        return await super().segments(video_id, rendition, after=after, before=before,
+                                      first=first, last=last)
 
 
 @dataclass

@@ -329,3 +329,21 @@ async def test_set_stream_key_replaces_the_digest(repo: VideoRepository) -> None
     await repo.set_stream_key(video.id, "b" * 64)
     got = await repo.get_video(video.id)
     assert got is not None and got.stream_key_digest == "b" * 64
+
+
+async def test_segments_are_read_by_range(repo: VideoRepository) -> None:
+    """A 24/7 stream's history grows without end: readers ask for the range they need."""
+    video = await added(repo, kind=VideoKind.LIVE, status=VideoStatus.LIVE)
+    await repo.upsert_segments([segment(video.id, "240p", s) for s in (0, 1, 2, 4, 5, 7)])
+
+    async def seqs(**bounds: int) -> list[int]:
+        return [s.seq for s in await repo.segments(video.id, "240p", **bounds)]
+
+    assert await seqs() == [0, 1, 2, 4, 5, 7]
+    assert await seqs(after=2) == [4, 5, 7]
+    assert await seqs(before=4) == [0, 1, 2]
+    assert await seqs(after=0, before=7) == [1, 2, 4, 5]
+    assert await seqs(after=1, first=2) == [2, 4]
+    assert await seqs(last=2) == [5, 7]
+    assert await seqs(before=5, last=2) == [2, 4]
+    assert await seqs(after=7) == []

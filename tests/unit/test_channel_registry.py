@@ -40,9 +40,12 @@ class CountingRepo(SqlVideoRepository):
         self.video_reads += 1
         return await super().get_video(video_id)
 
-    async def segments(self, video_id: str, rendition: str) -> Sequence[Segment]:
+    async def segments(self, video_id: str, rendition: str, *, after: int | None = None,
+                       before: int | None = None, first: int | None = None,
+                       last: int | None = None) -> Sequence[Segment]:
         self.segment_reads += 1
-        return await super().segments(video_id, rendition)
+        return await super().segments(video_id, rendition, after=after, before=before,
+                                      first=first, last=last)
 
 
 @pytest.fixture

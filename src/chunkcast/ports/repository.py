@@ -93,8 +93,12 @@ class VideoRepository(Protocol):
     async def upsert_segments(self, segments: Sequence[Segment]) -> None:
         """Insert or replace segments (keyed by video, rendition, seq)."""
 
-    async def segments(self, video_id: str, rendition: str) -> Sequence[Segment]:
-        """A rendition's segments in seq order."""
+    async def segments(self, video_id: str, rendition: str, *, after: int | None = None,
+                       before: int | None = None, first: int | None = None,
+                       last: int | None = None) -> Sequence[Segment]:
+        """A rendition's segments in seq order: those with ``after < seq < before`` (either
+        bound optional), and of these only the ``first`` or the ``last`` so many. A live
+        stream's history grows without end: readers ask for the range they need."""
 
     async def finish_job(self, video_id: str, seq: int, group: str) -> int:
         """Mark chunk ``seq`` done for worker ``group`` (idempotent); returns how many

@@ -31,6 +31,7 @@ COMPLETE = frozenset(s.value for s in (VideoStatus.READY, VideoStatus.ENDED,
 UPLOADING = frozenset(s.value for s in (VideoStatus.CREATED, VideoStatus.UPLOADED,
                                         VideoStatus.PROCESSING))
 WINDOW_SEGMENTS = 120  # items a channel keeps in memory: 2 minutes of 1 s segments
+CATALOGUE_PAGE = 1000  # segments read from the catalogue at once for an old ``since`` replay
 IDLE_TIMEOUT_S = 60.0  # a channel nobody holds and nothing reaches is evicted after this
 IGNORED_VIDEOS = 4096  # videos remembered as not followed
 VIEWERS_INTERVAL_S = 1.0  # at most one viewers message per video per interval
@@ -153,19 +154,22 @@ class LiveFeed:
 
     async def _from_catalogue(self, channel: Channel, after: int, before: int
                               ) -> AsyncIterator[str]:
-        """Messages for the seqs in ``(after, before)``; the catalogue's holes are gaps (the
-        feed skipped them: everything before the window was delivered)."""
-        segments = await self._repo.segments(channel.video_id, channel.rendition)
+        """Messages for the seqs in ``(after, before)``, read from the catalogue a page at a
+        time; its holes are gaps (the feed skipped them: everything before the window was
+        delivered)."""
         state = self._videos[channel.video_id]
         expected = after + 1
-        for index in range(bisect.bisect_right(segments, after, key=_seq), len(segments)):
-            segment = segments[index]
-            if segment.seq >= before:
+        while expected < before:
+            page = await self._repo.segments(channel.video_id, channel.rendition,
+                                             after=expected - 1, before=before,
+                                             first=CATALOGUE_PAGE)
+            for segment in page:
+                for missing in range(expected, segment.seq):
+                    yield Messages.gap(missing)
+                yield self.messages.segment(segment, None, private=state.private)
+                expected = segment.seq + 1
+            if len(page) < CATALOGUE_PAGE:
                 break
-            for missing in range(expected, segment.seq):
-                yield Messages.gap(missing)
-            yield self.messages.segment(segment, None, private=state.private)
-            expected = segment.seq + 1
         for missing in range(expected, before):
             yield Messages.gap(missing)
 
@@ -240,11 +244,14 @@ class LiveFeed:
         live ones (parallel workers may still be filling it); once a video is complete, holes
         are gaps at once. An upload still processing is delivered from its first seq (its
         chunks finish in any order and may take their time)."""
-        segments = await self._repo.segments(channel.video_id, channel.rendition)
         if state.kind is VideoKind.VOD and not state.complete:
+            # An upload's history is bounded by its length.
+            segments = await self._repo.segments(channel.video_id, channel.rendition)
             start = 0
-        else:
-            start = segments[max(0, len(segments) - self._window)].seq if segments else 0
+        else:  # only the window: a 24/7 stream's history is not read at all
+            segments = await self._repo.segments(channel.video_id, channel.rendition,
+                                                 last=self._window)
+            start = segments[0].seq if segments else 0
         channel.start_at(start)
         now = self._clock()
         for index in range(bisect.bisect_left(segments, start, key=_seq), len(segments)):
@@ -391,11 +398,11 @@ class LiveFeed:
         them, or ``always`` (the video is complete: its last events may have been lost)."""
         if not channel.pending and not always:
             return
-        segments = await self._repo.segments(channel.video_id, channel.rendition)
+        segments = await self._repo.segments(channel.video_id, channel.rendition,
+                                             after=channel.next_seq - 1)
         now = self._clock()
-        start = bisect.bisect_left(segments, channel.next_seq, key=_seq)
-        for index in range(start, len(segments)):
-            channel.hold(segments[index], now, None)
+        for segment in segments:
+            channel.hold(segment, now, None)
         channel.flush()
 
     async def resync(self, topic: str) -> None:

@@ -1,7 +1,6 @@
 """Playlists and playback URLs: rendered from the catalogue, and written as static files
 when a video is complete."""
 
-import bisect
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -235,8 +234,7 @@ class Playback:
         if recent is not None and not dvr:
             segments = recent.segments
         elif recent is not None:  # the catalogue up to what is in memory: what viewers got
-            stored = await self._repo.segments(video_id, rendition)
-            older = stored[:bisect.bisect_left(stored, recent.first, key=_seq)]
+            older = await self._repo.segments(video_id, rendition, before=recent.first)
             segments = [*older, *recent.segments]
         else:
             segments = await self._repo.segments(video_id, rendition)

@@ -237,15 +237,27 @@ class SqlVideoRepository:
                           for c in ("key", "pts_start", "duration", "captured_at")},
                 ))
 
-    async def segments(self, video_id: str, rendition: str) -> Sequence[Segment]:
+    async def segments(self, video_id: str, rendition: str, *, after: int | None = None,
+                       before: int | None = None, first: int | None = None,
+                       last: int | None = None) -> Sequence[Segment]:
+        query = select(SegmentRow).where(SegmentRow.video_id == video_id,
+                                         SegmentRow.rendition == rendition)
+        if after is not None:
+            query = query.where(SegmentRow.seq > after)
+        if before is not None:
+            query = query.where(SegmentRow.seq < before)
+        if last is not None:
+            query = query.order_by(SegmentRow.seq.desc()).limit(last)
+        else:
+            query = query.order_by(SegmentRow.seq)
+            if first is not None:
+                query = query.limit(first)
         async with self._session() as s:
-            rows = await s.scalars(
-                select(SegmentRow)
-                .where(SegmentRow.video_id == video_id, SegmentRow.rendition == rendition)
-                .order_by(SegmentRow.seq)
-            )
-            return [Segment(r.video_id, r.rendition, r.seq, r.key, r.pts_start, r.duration,
-                            r.captured_at) for r in rows]
+            rows = list(await s.scalars(query))
+        if last is not None:
+            rows.reverse()
+        return [Segment(r.video_id, r.rendition, r.seq, r.key, r.pts_start, r.duration,
+                        r.captured_at) for r in rows]
 
     async def finish_job(self, video_id: str, seq: int, group: str) -> int:
         async with self._session.begin() as s:
