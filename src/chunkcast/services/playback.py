@@ -9,13 +9,13 @@ from typing import Protocol
 from chunkcast.domain import keys
 from chunkcast.domain.errors import Expired, Forbidden, NotFound
 from chunkcast.domain.ids import check_rendition
+from chunkcast.domain.ladder import fallback_codecs
 from chunkcast.domain.playlists import PlaylistSegment, Variant, render_master, render_media
 from chunkcast.domain.signing import playback_check, playback_expiry, playback_signature
 from chunkcast.domain.videos import RenditionInfo, Segment, Video, VideoKind, VideoStatus
 from chunkcast.ports.repository import VideoRepository
 from chunkcast.ports.storage import ObjectStore
 
-DEFAULT_CODECS = "avc1.640028"
 PRIVACY_MEMORY_S = 2.0
 
 
@@ -102,12 +102,10 @@ def _variants(
     out = []
     for info in renditions:
         r = info.rendition
-        codecs = info.codecs or (DEFAULT_CODECS + (",mp4a.40.2" if has_audio else ""))
-        audio = r.audio_kbps * 1000 if has_audio else 0
         out.append(Variant(
-            uri=uri(r.name), bandwidth=int(r.video_kbps * 1070) + audio,
-            average_bandwidth=r.video_kbps * 1000 + audio, width=r.width, height=r.height,
-            codecs=codecs, frame_rate=r.fps,
+            uri=uri(r.name), bandwidth=r.bandwidth(has_audio),
+            average_bandwidth=r.average_bandwidth(has_audio), width=r.width, height=r.height,
+            codecs=info.codecs or fallback_codecs(has_audio), frame_rate=r.fps,
         ))
     return out
 
