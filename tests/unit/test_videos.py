@@ -50,3 +50,18 @@ def test_final_states_never_change(final: VideoStatus) -> None:
 @pytest.mark.parametrize("status", [S.CREATED, S.UPLOADED, S.PROCESSING, S.IDLE, S.LIVE])
 def test_an_unfinished_video_can_always_fail(status: VideoStatus) -> None:
     assert can_move(status, S.FAILED)
+
+
+def test_status_predicates_are_the_one_home_of_status_rules() -> None:
+    from chunkcast.domain.videos import sources_of
+
+    S = VideoStatus
+    assert [s for s in S if s.is_playable] == [S.READY, S.LIVE, S.ENDED]
+    assert [s for s in S if s.is_complete] == list(S.complete_ones()) == [S.READY, S.ENDED]
+    assert [s for s in S if s.is_final] == [S.READY, S.FAILED, S.ENDED]
+    assert [s for s in S if s.is_broadcasting] == [S.IDLE, S.LIVE]
+    assert [s for s in S if s.is_splittable] == [S.UPLOADED, S.PROCESSING]
+    # Whatever is open may still fail, and that is what the state machine says too.
+    assert list(S.open_ones()) == list(sources_of(S.FAILED))
+    assert sources_of(S.ENDED) == (S.IDLE, S.LIVE)
+    assert not any(s.is_open for s in S if s.is_final)

@@ -60,7 +60,7 @@ class Splitter:
     async def handle(self, event: events.SourceUploaded) -> None:
         video = await self._repo.get_video(event.video_id)
         # PROCESSING too: a redelivered event re-publishes chunks; transcodes are idempotent.
-        if video is None or video.status not in (VideoStatus.UPLOADED, VideoStatus.PROCESSING):
+        if video is None or not video.status.is_splittable:
             return
         try:
             await self._split(event)
