@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 
-from chunkcast.media.process import ffmpeg_path
+from chunkcast.media.process import die_with_parent, ffmpeg_path
 
 
 def free_port() -> int:
@@ -72,7 +72,8 @@ def run_chunkcast(args: list[str], data_dir: Path, *, env: dict[str, str] | None
     child_env = {**os.environ, "CHUNKCAST_DATA_DIR": str(data_dir), **(env or {})}
     with log.open("ab") as out:
         proc = subprocess.Popen([sys.executable, "-m", "chunkcast", *args], env=child_env,
-                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                                preexec_fn=die_with_parent)  # even if we are killed
     try:
         deadline = time.monotonic() + timeout_s
         while health_url is not None:
