@@ -11,7 +11,7 @@ export class NativePlayer extends EventTarget {
     this.target = null;
     this.rendition = null;
     this.status = info.status;
-    this.live = info.status === "live" || info.status === "idle";
+    this.live = info.live; // the server's rule (domain/videos.py)
     this.atLiveEdge = this.live;
     this.delay = null;
     this.viewers = null;
