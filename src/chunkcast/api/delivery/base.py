@@ -35,9 +35,33 @@ class Outbox(Protocol):
         leave) and write what is queued."""
 
 
+GONE = (WebSocketDisconnect, RuntimeError, OSError)  # what a closed socket raises
+
+
+class SocketOutbox:
+    """What both outboxes share: the closed flag, and :meth:`send` (the server's own send,
+    waiting for the socket)."""
+
+    def __init__(self, websocket: WebSocket) -> None:
+        self._websocket = websocket
+        self._closed = False
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    async def send(self, text: str) -> None:
+        if self._closed:
+            return
+        try:
+            await self._websocket.send_text(text)
+        except GONE:
+            self._closed = True
+
+
 async def read_until_closed(websocket: WebSocket) -> None:
     """Read until the viewer leaves, or our close of the connection."""
-    with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
+    with contextlib.suppress(*GONE):
         while True:
             message = await websocket.receive()
             if message["type"] == "websocket.disconnect":

@@ -11,7 +11,7 @@ import contextlib
 from starlette.websockets import WebSocket
 from websockets.frames import Frame, Opcode
 
-from chunkcast.api.delivery.base import SLOW_CLIENT, read_until_closed
+from chunkcast.api.delivery.base import SLOW_CLIENT, SocketOutbox, read_until_closed
 from chunkcast.api.wire import Wire, is_open
 
 WRITE_BUFFER_PER_MESSAGE = 1024  # bytes a viewer's socket may hold per message of its bound
@@ -32,31 +32,18 @@ class Frames:
         return self._frame
 
 
-class FramedOutbox:
+class FramedOutbox(SocketOutbox):
     """``wire``: the server's connection (see :func:`chunkcast.api.wire.direct_wire`);
     ``limit``: messages' worth of bytes (:data:`WRITE_BUFFER_PER_MESSAGE` each) its write
     buffer may hold before the viewer is closed as too slow."""
 
     def __init__(self, websocket: WebSocket, wire: Wire, limit: int, frames: Frames) -> None:
-        self._websocket = websocket
+        super().__init__(websocket)
         self._wire = wire
         self._transport = wire.transport
         self._bound = limit * WRITE_BUFFER_PER_MESSAGE
         self._frames = frames
-        self._closed = False
         self._closing: asyncio.Task[None] | None = None  # our close, through the server
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
-
-    async def send(self, text: str) -> None:
-        if self._closed:
-            return
-        try:
-            await self._websocket.send_text(text)  # the server's send waits for the socket
-        except (RuntimeError, OSError):
-            self._closed = True
 
     def push(self, text: str) -> None:
         if self._closed:

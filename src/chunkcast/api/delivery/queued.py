@@ -5,38 +5,23 @@ import asyncio
 import contextlib
 from collections import deque
 
-from starlette.websockets import WebSocket, WebSocketDisconnect
+from starlette.websockets import WebSocket
 
-from chunkcast.api.delivery.base import SLOW_CLIENT, read_until_closed
-
-_GONE = (WebSocketDisconnect, RuntimeError, OSError)  # what a send to a closed socket raises
+from chunkcast.api.delivery.base import GONE, SLOW_CLIENT, SocketOutbox, read_until_closed
 
 
-class QueuedOutbox:
+class QueuedOutbox(SocketOutbox):
     """Live messages wait in a queue of at most ``limit``; a viewer whose queue is full when
     one more comes is closed as too slow."""
 
     def __init__(self, websocket: WebSocket, limit: int) -> None:
-        self._websocket = websocket
+        super().__init__(websocket)
         self._limit = limit
         # Live messages not written yet. Eviction: written by serve(); when ``limit`` are
         # waiting the viewer is closed and they are dropped.
         self._queue: deque[str] = deque()
         self._wake = asyncio.Event()
         self._closing: tuple[int, str] | None = None  # a close for serve() to send
-        self._closed = False
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
-
-    async def send(self, text: str) -> None:
-        if self._closed:
-            return
-        try:
-            await self._websocket.send_text(text)
-        except _GONE:
-            self._closed = True
 
     def push(self, text: str) -> None:
         if self._closed:
@@ -70,7 +55,7 @@ class QueuedOutbox:
         while True:
             if self._closing is not None:
                 code, reason = self._closing
-                with contextlib.suppress(*_GONE):
+                with contextlib.suppress(*GONE):
                     await self._websocket.close(code, reason)
                 return
             if self._closed:
@@ -78,7 +63,7 @@ class QueuedOutbox:
             if self._queue:
                 try:
                     await self._websocket.send_text(self._queue.popleft())
-                except _GONE:
+                except GONE:
                     self._closed = True
                 continue
             self._wake.clear()
