@@ -1,27 +1,14 @@
 """The live feed's sequencer: in order, exactly once, gaps skipped after a timeout."""
 
 import json
-from collections.abc import AsyncIterator
-from pathlib import Path
 
-import pytest
 from tests.unit.feed_support import Clock, add_video, publish, ready, stored, watch
 
-from chunkcast.adapters.db.migrate import upgrade
-from chunkcast.adapters.db.repository import SqlVideoRepository, make_engine
+from chunkcast.adapters.db.repository import SqlVideoRepository
 from chunkcast.domain import events
 from chunkcast.domain.videos import VideoKind, VideoStatus
 from chunkcast.services.live import LiveFeed
 from chunkcast.services.live_messages import SIGNATURE_SLOT, with_token
-
-
-@pytest.fixture
-async def repo(tmp_path: Path) -> AsyncIterator[SqlVideoRepository]:
-    url = f"sqlite+aiosqlite:///{tmp_path}/feed.db"
-    upgrade(url)
-    repository = SqlVideoRepository(make_engine(url))
-    yield repository
-    await repository.close()
 
 
 async def test_out_of_order_segments_are_delivered_in_order_once(

@@ -9,9 +9,7 @@ import base64
 import json
 import os
 import socket
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,8 +20,7 @@ from tests.unit.feed_support import add_video, change_status, publish
 from tests.unit.serving import serving
 from websockets.frames import Close, Frame, Opcode
 
-from chunkcast.adapters.db.migrate import upgrade
-from chunkcast.adapters.db.repository import SqlVideoRepository, make_engine
+from chunkcast.adapters.db.repository import SqlVideoRepository
 from chunkcast.api.delivery import SLOW_CLIENT, FramedOutbox, Outbox, Outboxes, QueuedOutbox
 from chunkcast.api.hub import Hub
 from chunkcast.api.wire import ViewerSockets
@@ -165,15 +162,6 @@ async def test_a_viewer_that_leaves_ends_its_outbox(kind: str) -> None:
 
 
 # -- the hub on both outboxes -------------------------------------------------------------
-
-
-@pytest.fixture
-async def repo(tmp_path: Path) -> AsyncIterator[SqlVideoRepository]:
-    url = f"sqlite+aiosqlite:///{tmp_path}/outbox.db"
-    upgrade(url)
-    repository = SqlVideoRepository(make_engine(url))
-    yield repository
-    await repository.close()
 
 
 async def _watch(url: str) -> list[dict[str, Any]]:

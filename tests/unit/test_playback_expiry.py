@@ -2,14 +2,12 @@
 playback block) keeps the link's expiry; only the admin's links are minted with a fresh one."""
 
 import re
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from chunkcast.adapters.db.migrate import upgrade
-from chunkcast.adapters.db.repository import SqlVideoRepository, make_engine
+from chunkcast.adapters.db.repository import SqlVideoRepository
 from chunkcast.adapters.storage.local import LocalObjectStore
 from chunkcast.domain import keys
 from chunkcast.domain.errors import Expired, Forbidden
@@ -42,15 +40,6 @@ def clock() -> Clock:
 @pytest.fixture
 def signer(clock: Clock) -> Signer:
     return Signer(SECRET, TTL, clock)
-
-
-@pytest.fixture
-async def repo(tmp_path: Path) -> AsyncIterator[SqlVideoRepository]:
-    url = f"sqlite+aiosqlite:///{tmp_path}/playback.db"
-    upgrade(url)
-    repository = SqlVideoRepository(make_engine(url))
-    yield repository
-    await repository.close()
 
 
 @pytest.fixture
