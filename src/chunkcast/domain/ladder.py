@@ -145,3 +145,9 @@ def renditions_for_group(
         r for r in renditions
         if r.name in names or (r.name not in RUNGS_BY_NAME and group == lowest_owner)
     ]
+
+
+def busy_groups(renditions: list[Rendition], groups: dict[str, tuple[str, ...]]) -> list[str]:
+    """The worker groups that encode some rendition of a video with these ``renditions``:
+    the ones whose chunk transcodes a video waits for."""
+    return [g for g in groups if renditions_for_group(renditions, groups, g)]

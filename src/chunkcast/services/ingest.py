@@ -4,7 +4,7 @@ import math
 
 from chunkcast.domain import events
 from chunkcast.domain.errors import InvalidInput, MediaError
-from chunkcast.domain.ladder import choose_ladder, renditions_for_group
+from chunkcast.domain.ladder import busy_groups, choose_ladder
 from chunkcast.domain.videos import Chunk, VideoStatus
 from chunkcast.ports.bus import EventBus
 from chunkcast.ports.media import Prober
@@ -79,14 +79,13 @@ class Splitter:
             renditions = choose_ladder(info.width, info.height, info.fps)
         except InvalidInput as exc:  # a picture too small to encode: the file is the problem
             raise MediaError(exc.message) from exc
-        busy_groups = [g for g in self._groups
-                       if renditions_for_group(renditions, self._groups, g)]
+        busy = busy_groups(renditions, self._groups)
         spans = plan_chunks(info.duration, self._chunk_seconds)
         await self._repo.set_source_info(
             event.video_id, duration=info.duration, width=info.width, height=info.height,
             fps=info.fps, has_audio=info.has_audio, source_size=stored.size,
         )
-        await self._repo.set_plan(event.video_id, renditions, len(spans) * len(busy_groups))
+        await self._repo.set_plan(event.video_id, renditions, len(spans) * len(busy))
         chunks = [Chunk(event.video_id, seq, event.key, start, length)
                   for seq, (start, length) in enumerate(spans)]
         await self._repo.add_chunks(chunks)

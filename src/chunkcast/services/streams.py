@@ -14,7 +14,7 @@ from chunkcast.domain.errors import (
     Unauthorized,
 )
 from chunkcast.domain.ids import check_video_id, new_secret, new_video_id
-from chunkcast.domain.ladder import renditions_for_group
+from chunkcast.domain.ladder import busy_groups
 from chunkcast.domain.signing import token_digest, token_matches
 from chunkcast.domain.videos import Chunk, Video, VideoKind, VideoStatus, sources_of
 from chunkcast.ports.bus import EventBus
@@ -154,7 +154,7 @@ class Streams:
         if video.status.is_broadcasting:
             chunks = await self._repo.chunks(video.id)
             ladder = [i.rendition for i in await self._repo.renditions(video.id)]
-            busy = [g for g in self._groups if renditions_for_group(ladder, self._groups, g)]
+            busy = busy_groups(ladder, self._groups)
             await self._repo.set_jobs_total(video.id, len(chunks) * len(busy))
             # Announced (VideoStatusChanged) only once its last chunks are transcoded, so a
             # viewer told "ended" has already been sent every segment.

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from chunkcast.domain import events, keys
 from chunkcast.domain.errors import MediaError
-from chunkcast.domain.ladder import Rendition, choose_ladder, renditions_for_group
+from chunkcast.domain.ladder import Rendition, busy_groups, choose_ladder, renditions_for_group
 from chunkcast.domain.videos import RenditionInfo, Segment, Video, VideoKind, VideoStatus
 from chunkcast.media.hls import WrittenSegment
 from chunkcast.media.inputs import ALLOWED_CONTAINERS, LIVE_CHUNK_FORMAT, MediaInput
@@ -212,8 +212,7 @@ async def finish_if_complete(repo: VideoRepository, lifecycle: Lifecycle, playba
     if video.kind is VideoKind.LIVE and video.status is not VideoStatus.ENDED:
         return
     ladder = [i.rendition for i in await repo.renditions(video.id)]
-    busy = [g for g in groups if renditions_for_group(ladder, groups, g)]
-    if await repo.jobs_done(video.id, busy) < video.jobs_total:
+    if await repo.jobs_done(video.id, busy_groups(ladder, groups)) < video.jobs_total:
         return
     await playback.write_static(video)
     if video.kind is VideoKind.VOD:
