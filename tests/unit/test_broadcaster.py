@@ -12,11 +12,11 @@ from chunkcast.broadcaster import (
     backoff_s,
     chunk_report,
     error_message,
-    format_utc,
     parse_out_time,
     parse_segment_line,
     verdict,
 )
+from chunkcast.domain.clock import iso_from_epoch as format_utc  # what chunk reports carry
 
 NOON = datetime(2026, 11, 24, 10, 0, 0, tzinfo=UTC).timestamp()
 

@@ -20,7 +20,6 @@ from chunkcast.broadcaster.session import add_arguments, cmd_broadcast, run_broa
 from chunkcast.broadcaster.timing import (
     CaptureClock,
     ClosedChunk,
-    format_utc,
     parse_out_time,
     parse_segment_line,
 )
@@ -36,7 +35,6 @@ __all__ = [
     "chunk_report",
     "cmd_broadcast",
     "error_message",
-    "format_utc",
     "parse_out_time",
     "parse_segment_line",
     "run_broadcast",

@@ -5,8 +5,6 @@ import csv
 from collections import deque
 from dataclasses import dataclass
 
-from chunkcast.domain.clock import iso_from_epoch
-
 
 @dataclass(frozen=True)
 class ClosedChunk:
@@ -46,7 +44,6 @@ def parse_out_time(line: str) -> float | None:
         return None
 
 
-format_utc = iso_from_epoch  # ISO 8601 UTC with milliseconds: the platform's one form
 
 
 class CaptureClock:

@@ -7,7 +7,8 @@ from typing import Any
 
 import httpx
 
-from chunkcast.broadcaster.timing import ClosedChunk, format_utc
+from chunkcast.broadcaster.timing import ClosedChunk
+from chunkcast.domain.clock import iso_from_epoch
 from chunkcast.http import HttpClient, RequestFailed
 
 
@@ -15,7 +16,7 @@ def chunk_report(seq: int, chunk: ClosedChunk, captured_at: float, offset: float
     """The JSON body of both chunk calls. ``pts_start`` is the chunk's first timestamp as
     written in the file (the list's time plus the file's timeline ``offset``)."""
     return {"seq": seq, "duration": round(chunk.duration, 6),
-            "captured_at": format_utc(captured_at), "pts_start": round(chunk.start + offset, 6)}
+            "captured_at": iso_from_epoch(captured_at), "pts_start": round(chunk.start + offset, 6)}
 
 
 # A chunk that could not be delivered; ``fatal`` when the broadcast cannot go on.

@@ -42,10 +42,8 @@ def make_engine(url: str) -> AsyncEngine:
 _BATCH_ROWS = 1000
 
 
-# Every time is written in UTC: SQLite keeps the wall-clock digits and drops the offset, and
-# asyncpg refuses naive times, so this is what makes both backends agree.
-_now = utc_now
-_utc = as_utc
+# Every time is written in UTC (as_utc): SQLite keeps the wall-clock digits and drops the
+# offset, and asyncpg refuses naive times, so this is what makes both backends agree.
 
 
 def _batches(rows: Sequence[dict[str, Any]]) -> Iterator[Sequence[dict[str, Any]]]:
@@ -56,10 +54,10 @@ def _batches(rows: Sequence[dict[str, Any]]) -> Iterator[Sequence[dict[str, Any]
 def _video(row: VideoRow) -> Video:
     return Video(
         id=row.id, kind=VideoKind(row.kind), title=row.title, status=VideoStatus(row.status),
-        created_at=_utc(row.created_at), error=row.error, duration=row.duration, width=row.width,
+        created_at=as_utc(row.created_at), error=row.error, duration=row.duration, width=row.width,
         height=row.height, fps=row.fps, has_audio=row.has_audio, source_size=row.source_size,
         jobs_total=row.jobs_total, stream_key_digest=row.stream_key_digest,
-        last_chunk_at=_utc(row.last_chunk_at) if row.last_chunk_at else None,
+        last_chunk_at=as_utc(row.last_chunk_at) if row.last_chunk_at else None,
         audio_passthrough=bool(row.audio_passthrough), private=bool(row.private),
     )
 
@@ -75,19 +73,19 @@ class SqlVideoRepository:
             s.add(VideoRow(
                 id=video.id, kind=video.kind.value, title=video.title, status=video.status.value,
                 error=video.error, jobs_total=video.jobs_total,
-                created_at=_utc(video.created_at), updated_at=_utc(video.created_at),
+                created_at=as_utc(video.created_at), updated_at=as_utc(video.created_at),
                 stream_key_digest=video.stream_key_digest, private=video.private,
             ))
 
     async def set_private(self, video_id: str, private: bool) -> None:
         async with self._session.begin() as s:
             await s.execute(update(VideoRow).where(VideoRow.id == video_id).values(
-                private=private, updated_at=_now()))
+                private=private, updated_at=utc_now()))
 
     async def set_stream_key(self, video_id: str, digest: str) -> None:
         async with self._session.begin() as s:
             await s.execute(update(VideoRow).where(VideoRow.id == video_id).values(
-                stream_key_digest=digest, updated_at=_now()))
+                stream_key_digest=digest, updated_at=utc_now()))
 
     async def add_chunk(self, chunk: Chunk, *, at: datetime) -> bool:
         async with self._session.begin() as s:
@@ -98,7 +96,7 @@ class SqlVideoRepository:
             ).on_conflict_do_nothing())
             inserted = bool(getattr(result, "rowcount", 0))
             await s.execute(update(VideoRow).where(VideoRow.id == chunk.video_id).values(
-                last_chunk_at=_utc(at)))
+                last_chunk_at=as_utc(at)))
             return inserted
 
     async def quiet_streams(self, before: datetime) -> Sequence[str]:
@@ -106,14 +104,14 @@ class SqlVideoRepository:
             rows = await s.scalars(select(VideoRow.id).where(
                 VideoRow.kind == VideoKind.LIVE.value,
                 VideoRow.status == VideoStatus.LIVE.value,
-                VideoRow.last_chunk_at < _utc(before),
+                VideoRow.last_chunk_at < as_utc(before),
             ))
             return list(rows)
 
     async def set_jobs_total(self, video_id: str, jobs_total: int) -> None:
         async with self._session.begin() as s:
             await s.execute(update(VideoRow).where(VideoRow.id == video_id).values(
-                jobs_total=jobs_total, updated_at=_now()))
+                jobs_total=jobs_total, updated_at=utc_now()))
 
     async def get_video(self, video_id: str) -> Video | None:
         async with self._session() as s:
@@ -147,7 +145,7 @@ class SqlVideoRepository:
             query = query.where(VideoRow.status.in_([s.value for s in only_from]))
         async with self._session.begin() as s:
             result = await s.execute(
-                query.values(status=status.value, error=error, updated_at=_now())
+                query.values(status=status.value, error=error, updated_at=utc_now())
             )
             return bool(getattr(result, "rowcount", 0))
 
@@ -167,7 +165,7 @@ class SqlVideoRepository:
             await s.execute(update(VideoRow).where(VideoRow.id == video_id).values(
                 duration=duration, width=width, height=height, fps=fps, has_audio=has_audio,
                 source_size=source_size, audio_passthrough=audio_passthrough,
-                updated_at=_now(),
+                updated_at=utc_now(),
             ))
 
     async def set_plan(
@@ -180,7 +178,7 @@ class SqlVideoRepository:
                     video_kbps=r.video_kbps, audio_kbps=r.audio_kbps, fps=r.fps,
                 ).on_conflict_do_nothing())
             await s.execute(update(VideoRow).where(VideoRow.id == video_id).values(
-                jobs_total=jobs_total, updated_at=_now()))
+                jobs_total=jobs_total, updated_at=utc_now()))
 
     async def renditions(self, video_id: str) -> Sequence[RenditionInfo]:
         async with self._session() as s:
@@ -262,7 +260,7 @@ class SqlVideoRepository:
     async def finish_job(self, video_id: str, seq: int, group: str) -> int:
         async with self._session.begin() as s:
             await s.execute(self._insert(ChunkJobRow).values(
-                video_id=video_id, seq=seq, worker_group=group, done_at=_now()
+                video_id=video_id, seq=seq, worker_group=group, done_at=utc_now()
             ).on_conflict_do_nothing())
         return await self.jobs_done(video_id)
 
