@@ -59,7 +59,13 @@ class Settings(BaseSettings):
     segment_seconds: int = Field(2, ge=1, le=10)
     vod_chunk_seconds: int = Field(16, ge=2, le=600)
     worker_concurrency: int = Field(2, ge=1, le=64)
-    ack_timeout_seconds: float = Field(300.0, gt=0)
+    # An event in flight whose worker stops renewing it (killed) goes to another worker
+    # after this long; a live worker renews what it holds every third of it.
+    ack_timeout_seconds: float = Field(3.0, gt=0)
+    # How long a chunk is retried while a dependency is down before giving up on it: a live
+    # chunk (counted from its report) then becomes a gap; an upload's chunk fails the upload.
+    live_retry_seconds: float = Field(30.0, gt=0)
+    vod_retry_seconds: float = Field(900.0, gt=0)
     max_attempts: int = Field(3, ge=1)
     stop_grace_seconds: float = Field(60.0, ge=0)
     max_upload_bytes: int = Field(20 * 1024**3, gt=0)

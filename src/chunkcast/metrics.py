@@ -38,6 +38,28 @@ class Metrics:
             ["topic", "group"], registry=self.registry,
         )
 
+        self.retries = Counter(
+            "chunkcast_retries", "Attempts tried again after a dependency failed (not bad "
+            "media), by what was being done.", ["operation"], registry=self.registry,
+        )
+        self.gave_up = Counter(
+            "chunkcast_retry_budget_exhausted", "Chunks whose retry budget ran out while a "
+            "dependency was down: live chunks become gaps, uploads fail.", ["kind"],
+            registry=self.registry,
+        )
+        self.outbox_pending = Gauge(
+            "chunkcast_outbox_pending", "Events recorded in the catalogue but not yet "
+            "published on the bus.", registry=self.registry,
+        )
+        self.outbox_lag = Gauge(
+            "chunkcast_outbox_lag_seconds", "Age of the oldest event not yet published.",
+            registry=self.registry,
+        )
+        self.dependency_up = Gauge(
+            "chunkcast_dependency_up", "1 when the dependency answered its last check, else 0.",
+            ["dependency"], registry=self.registry,
+        )
+
     def observe_transcode(self, group: str, media_seconds: float, wall_seconds: float) -> None:
         self.transcode_seconds.labels(group).observe(wall_seconds)
         if wall_seconds > 0:

@@ -65,3 +65,16 @@ class Expired(ChunkcastError):
 
     code = "expired"
     status = 410
+
+
+class Unavailable(ChunkcastError):
+    """A dependency (the catalogue, storage, the bus) cannot be reached just now: nothing is
+    wrong with the request or the media, and the same call later may succeed. Workers retry
+    it without failing the video; the API answers 503 with ``Retry-After``."""
+
+    code = "unavailable"
+    status = 503
+
+    def __init__(self, message: str, *, dependency: str = "") -> None:
+        super().__init__(message)
+        self.dependency = dependency
