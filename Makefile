@@ -7,13 +7,20 @@ BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PORT ?= 8000
 
-.PHONY: up test unit check bench system-deps venv clean
+.PHONY: up test unit check bench system-deps venv test-venv clean
 
+# `make up` installs what running needs; the test tools (Playwright, SeaweedFS, linters)
+# come with the targets that use them.
 venv: $(VENV)/.installed
+test-venv: $(VENV)/.test-installed
 
 $(VENV)/.installed: pyproject.toml
-	$(PYTHON) -m venv $(VENV)
+	[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+$(VENV)/.test-installed: $(VENV)/.installed
 	$(BIN)/pip install --quiet -e ".[test]"
 	touch $@
 
@@ -35,19 +42,19 @@ system-deps:
 up: venv
 	$(BIN)/chunkcast up --port $(PORT) --demo
 
-test: venv system-deps
+test: test-venv system-deps
 	$(BIN)/pytest -q
 
 # In seconds, with no server and no real ffmpeg: the pure units, and the services in-process
 # on the memory bus, a local store and SQLite with a fake prober and encoder.
-unit: venv
+unit: test-venv
 	$(BIN)/pytest -q tests/unit tests/services
 
-check: venv
+check: test-venv
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
 
-bench: venv system-deps
+bench: test-venv system-deps
 	@command -v wrk >/dev/null || { $(SUDO) apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq wrk >/dev/null; }
 	$(BIN)/python bench/transcode.py
