@@ -25,10 +25,13 @@ $(VENV)/.test-installed: $(VENV)/.installed
 	touch $@
 
 # System packages the tests need: ffprobe (Debian's ffmpeg), Redis, PostgreSQL, nginx,
-# Chromium (driven by Playwright; never `playwright install`).
+# Chromium (driven by Playwright; never `playwright install`), and curl and jq (the README's
+# recipes, which tests/docs runs).
 system-deps:
 	@missing=""; \
 	command -v ffprobe >/dev/null || missing="$$missing ffmpeg"; \
+	command -v curl >/dev/null || missing="$$missing curl"; \
+	command -v jq >/dev/null || missing="$$missing jq"; \
 	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
 	[ -x /usr/lib/postgresql/15/bin/pg_ctl ] || missing="$$missing postgresql"; \
 	[ -x /usr/sbin/nginx ] || missing="$$missing nginx"; \

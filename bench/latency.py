@@ -109,7 +109,7 @@ def measure(chunk_seconds: int, segments: int, env: dict[str, str]) -> dict[str,
                 broadcaster.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 os.killpg(broadcaster.pid, signal.SIGKILL)
-        timings = chunk_timings(server.log, stream["id"])
+        timings = chunk_timings(server.data_dir / "chunkcast.log", stream["id"])
     rows = []
     for m in seen[WARMUP:]:
         t = timings.get(m["seq"])

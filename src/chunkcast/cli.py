@@ -3,7 +3,6 @@
 import argparse
 import asyncio
 import contextlib
-import gc
 import logging
 import os
 import signal
@@ -12,9 +11,11 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     DownloadColumn,
@@ -36,6 +37,9 @@ from chunkcast.config import (
     read_secret_key,
 )
 
+if TYPE_CHECKING:
+    from chunkcast.client import Target
+
 console = Console(stderr=True)
 
 
@@ -43,76 +47,114 @@ def _settings(args: argparse.Namespace, **overrides: Any) -> Settings:
     return load_settings(args.config, **{k: v for k, v in overrides.items() if v is not None})
 
 
-def _serve(settings: Settings, host: str, port: int, *, run_workers: bool) -> int:
-    import uvicorn
-
-    from chunkcast.adapters.db.migrate import upgrade
-    from chunkcast.api.app import create_app
-    from chunkcast.runtime import open_platform
-
-    upgrade(settings.database_url)
-    app = create_app(open_platform(settings), run_workers=run_workers)
-    # A server holding thousands of long-lived connections: keep start-up objects out of
-    # the collector's way and collect the young generation less often.
-    gc.freeze()
-    gc.set_threshold(20_000, 20, 20)
-    uvicorn.run(app, host=host, port=port, log_level="info", access_log=False,
-                ws_max_size=1 << 16, ws_per_message_deflate=False,
-                timeout_graceful_shutdown=10)
-    return 0
-
-
 DEMO_TITLE = "Demo: live test pattern"
+DEMO_STOP_S = 10.0  # the demo broadcaster gets this long to end its stream when `up` stops
 
 
-def _demo(settings: Settings, children: list[subprocess.Popen[bytes]]) -> None:
-    """Once the server answers, go live with the test pattern (burnt-in wall clock)."""
-    import httpx
+class DemoBroadcast:
+    """``up --demo``: once the server answers, a stream and a ``chunkcast broadcast
+    testsrc`` child going live on it (the test pattern with the wall clock burnt in).
 
-    from chunkcast.client import ApiError, Client
+    The child dies with this process. It is started with PR_SET_PDEATHSIG by a thread that
+    lives exactly as long as it (the kernel follows the thread that forked, not the
+    process), in a session of its own so a terminal's Ctrl-C reaches ``up`` alone, which
+    stops it in order (:meth:`stop`: SIGINT, so it closes its last chunk and ends the
+    stream, before the server stops; SIGKILL to its group if it hangs). Its ffmpeg dies
+    with it the same way."""
 
-    for _ in range(300):
-        with contextlib.suppress(httpx.TransportError):
-            if httpx.get(f"{settings.public_url}/healthz", timeout=1).status_code == 200:
-                break
-        time.sleep(0.1)
-    try:
-        with Client(settings.public_url, settings.admin_token) as client:
-            stream = client.create_stream(DEMO_TITLE)
-    except (ApiError, httpx.HTTPError) as exc:
-        console.print(f"[red]demo stream failed: {exc}[/]")
-        return
-    log = (settings.data_dir / "demo-broadcast.log").open("ab")
-    children.append(subprocess.Popen(
-        [sys.executable, "-m", "chunkcast", "broadcast", "testsrc", "--stream", stream["id"],
-         f"--key={stream['stream_key']}", "--server", settings.public_url],
-        stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True))
-    console.print(f"demo stream live: [bold]{stream['playback']['hls']}[/]")
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._log = settings.data_dir / "demo-broadcast.log"
+        self._lock = threading.Lock()  # orders starting the child against stopping
+        self._stopping = threading.Event()
+        self._child: subprocess.Popen[bytes] | None = None
+        self._thread = threading.Thread(target=self._run, name="demo-broadcast", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _run(self) -> None:
+        from chunkcast.media.process import die_with_parent
+
+        stream = self._create_stream()
+        if stream is None:
+            return
+        with self._lock, self._log.open("ab") as log:
+            if self._stopping.is_set():
+                return
+            self._child = child = subprocess.Popen(
+                [sys.executable, "-m", "chunkcast", "broadcast", "testsrc", "--stream",
+                 stream["id"], f"--key={stream['stream_key']}",
+                 "--server", self._settings.public_url],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
+                preexec_fn=die_with_parent)
+        console.print(f"Demo stream: [bold]{stream['playback']['watch']}[/]", highlight=False)
+        code = child.wait()  # this thread must outlive the child: see the class docstring
+        if not self._stopping.is_set():
+            console.print(f"[red]the demo broadcaster stopped (exit code {code}): see "
+                          f"{self._log}[/]", highlight=False)
+
+    def _create_stream(self) -> dict[str, Any] | None:
+        import httpx
+
+        from chunkcast.client import ApiError, Client
+
+        healthz = f"{self._settings.public_url}/healthz"
+        while not self._stopping.wait(0.1):  # the server is starting in the main thread
+            with contextlib.suppress(httpx.TransportError):
+                if httpx.get(healthz, timeout=1).status_code == 200:
+                    break
+        if self._stopping.is_set():
+            return None
+        try:
+            with Client(self._settings.public_url, self._settings.admin_token) as client:
+                return client.create_stream(DEMO_TITLE)
+        except (ApiError, httpx.HTTPError) as exc:
+            console.print(f"[red]demo stream failed: {exc}[/]")
+            return None
+
+    def stop(self) -> None:
+        """Stop the broadcaster (it ends its stream); at once if it has not started."""
+        with self._lock:
+            self._stopping.set()
+            child = self._child
+        if child is None or child.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            child.send_signal(signal.SIGINT)
+        try:
+            child.wait(DEMO_STOP_S)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(child.pid, signal.SIGKILL)
+            child.wait()
 
 
 def cmd_up(args: argparse.Namespace) -> int:
+    from chunkcast.serve import serve
+
     public = None if "CHUNKCAST_PUBLIC_URL" in os.environ else f"http://{args.host}:{args.port}"
     settings = prepare(_settings(args, public_url=public))
+    log_file = settings.data_dir / "chunkcast.log"
     console.print(f"chunkcast is starting at [bold]{settings.public_url}[/]")
-    console.print(f"data dir: {settings.data_dir}")
+    console.print(f"data dir: {settings.data_dir}  (log: {log_file})")
     console.print(f"admin token: [bold]{settings.admin_token}[/]")
-    children: list[subprocess.Popen[bytes]] = []
-    if args.demo:
-        threading.Thread(target=_demo, args=(settings, children), daemon=True).start()
+    demo = DemoBroadcast(settings) if args.demo else None
+    if demo is not None:
+        demo.start()
     try:
-        return _serve(settings, args.host, args.port, run_workers=True)
+        return serve(settings, args.host, args.port, run_workers=True, log_file=log_file,
+                     before_stop=demo.stop if demo is not None else None, run_file=True)
     finally:
-        for child in children:  # the demo broadcaster ends its stream on SIGINT
-            child.send_signal(signal.SIGINT)
-            try:
-                child.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                child.kill()
+        if demo is not None:
+            demo.stop()  # the server could not start, or stopped for another reason
 
 
 def cmd_api(args: argparse.Namespace) -> int:
-    return _serve(prepare(_settings(args), generate=False), args.host, args.port,
-                  run_workers=False)
+    from chunkcast.serve import serve
+
+    return serve(prepare(_settings(args), generate=False), args.host, args.port,
+                 run_workers=False)
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
@@ -150,57 +192,66 @@ def _bar(*columns: Any) -> Progress:
     return Progress(TextColumn("{task.description}"), BarColumn(), *columns, console=console)
 
 
+def _fail(message: str) -> int:
+    """One line on stderr, whatever the terminal's width; exit status 1."""
+    console.print(f"[red]{escape(message)}[/]", soft_wrap=True, highlight=False)
+    return 1
+
+
+def _target(args: argparse.Namespace) -> "Target":
+    """Where a client command sends its requests, and with which admin token: see
+    :func:`chunkcast.client.find_server`."""
+    from chunkcast.client import NoServer, find_server
+
+    settings = _settings(args)
+    server = args.server
+    if server is None and "public_url" in settings.model_fields_set:
+        try:
+            server = _http_url(settings.public_url)
+        except argparse.ArgumentTypeError as exc:
+            raise NoServer(f"CHUNKCAST_PUBLIC_URL: {exc}") from None
+    return find_server(settings.data_dir, read_admin_token(settings), server=server,
+                       token=args.token or settings.admin_token or None)
+
+
 def cmd_upload(args: argparse.Namespace) -> int:
-    from chunkcast.client import ApiError, Client
+    from chunkcast.client import Client
 
     path: Path = args.file
     if not path.is_file():
-        console.print(f"[red]no such file: {path}[/]")
+        console.print(f"[red]no such file: {escape(str(path))}[/]", soft_wrap=True)
         return 2
-    settings = _settings(args)
-    server = args.server or settings.public_url
-    token = args.token or read_admin_token(settings)
-    try:
-        with Client(server, token) as client:
-            size = path.stat().st_size
-            created = client.create_video(args.title or path.stem, size, private=args.private)
-            video_id = created["id"]
-            with _bar(DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn()) as bar:
-                task = bar.add_task("upload", total=size)
-                parts = client.put_file(created["upload"], path, lambda n: bar.advance(task, n))
-            video = client.complete(video_id, parts)
-            with _bar(TaskProgressColumn(), TextColumn("{task.fields[status]}")) as bar:
-                task = bar.add_task("transcode", total=100, status=video["status"])
-                while video["status"] not in ("ready", "failed"):
-                    time.sleep(0.5)
-                    video = client.video(video_id)
-                    bar.update(task, completed=video["progress"], status=video["status"])
-    except ApiError as exc:
-        console.print(f"[red]error: {exc.message}[/]")
-        return 1
+    with Client.to(_target(args)) as client:
+        size = path.stat().st_size
+        created = client.create_video(args.title or path.stem, size, private=args.private)
+        video_id = created["id"]
+        with _bar(DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn()) as bar:
+            task = bar.add_task("upload", total=size)
+            parts = client.put_file(created["upload"], path, lambda n: bar.advance(task, n))
+        video = client.complete(video_id, parts)
+        with _bar(TaskProgressColumn(), TextColumn("{task.fields[status]}")) as bar:
+            task = bar.add_task("transcode", total=100, status=video["status"])
+            while video["status"] not in ("ready", "failed"):
+                time.sleep(0.5)
+                video = client.video(video_id)
+                bar.update(task, completed=video["progress"], status=video["status"])
     if video["status"] == "failed":
-        console.print(f"[red]video {video_id} failed: {video['error']}[/]")
-        return 1
+        return _fail(f"video {video_id} failed: {video['error']}")
     names = ", ".join(r["name"] for r in video["renditions"])
-    console.print(f"video {video_id} is ready ({names})")
+    console.print(f"video {video_id} is ready ({names})", highlight=False)
     print(f"watch: {video['playback']['watch']}")
     print(f"hls:   {video['playback']['hls']}")
     return 0
 
 
 def cmd_stream_create(args: argparse.Namespace) -> int:
-    from chunkcast.client import ApiError, Client
+    from chunkcast.client import Client
 
-    settings = _settings(args)
-    server = args.server or settings.public_url
-    try:
-        with Client(server, args.token or read_admin_token(settings)) as client:
-            stream = client.create_stream(args.title, private=args.private)
-    except ApiError as exc:
-        console.print(f"[red]error: {exc.message}[/]")
-        return 1
+    with Client.to(_target(args)) as client:
+        stream = client.create_stream(args.title, private=args.private)
     print(f"id:         {stream['id']}")
-    print(f"stream key: {stream['stream_key']}  (shown once; keep it secret)")
+    print(f"stream key: {stream['stream_key']}  (shown once; a new one: "
+          f"POST /api/v1/streams/{stream['id']}/key)")
     print(f"broadcast:  {stream['broadcast']}")
     print(f"hls:        {stream['playback']['hls']}")
     print(f"watch:      {stream['playback']['watch']}")
@@ -208,8 +259,6 @@ def cmd_stream_create(args: argparse.Namespace) -> int:
 
 
 def cmd_deploy_nginx(args: argparse.Namespace) -> int:
-    from rich.markup import escape
-
     from chunkcast.deploy.nginx import NginxPlan, write
     from chunkcast.domain.errors import InvalidInput
     from chunkcast.domain.signing import edge_secret, playback_secret
@@ -224,7 +273,7 @@ def cmd_deploy_nginx(args: argparse.Namespace) -> int:
     plan = NginxPlan(apis=args.api, origin=args.origin, edge_listen=args.edge_listen,
                      lb_listen=args.lb_listen, playback_secret=playback_secret(secret),
                      edge_secret=edge_secret(secret), out=args.out,
-                     cache_size=args.cache_size)
+                     cache_size=args.cache_size, user=args.user, cache_dir=args.cache_dir)
     try:
         written = write(plan)
     except InvalidInput as exc:
@@ -243,8 +292,22 @@ def cmd_deploy_nginx(args: argparse.Namespace) -> int:
 
 
 def _client_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--server", help="API URL (default: CHUNKCAST_PUBLIC_URL)")
-    parser.add_argument("--token", help="admin token (default: the local data dir's)")
+    parser.add_argument("--server", type=_http_url, help="API URL (default: "
+                        "CHUNKCAST_PUBLIC_URL, else the server running from the data dir)")
+    parser.add_argument("--token", help="admin token (default: CHUNKCAST_ADMIN_TOKEN, else "
+                        "the data dir's, sent only to the server running from it)")
+
+
+def _http_url(value: str) -> str:
+    try:
+        parts = urlsplit(value)
+        valid = parts.scheme in ("http", "https") and bool(parts.hostname) and (
+            parts.port is None or parts.port > 0)
+    except ValueError:  # a port that is not a number
+        valid = False
+    if not valid:
+        raise argparse.ArgumentTypeError(f"not an http(s) URL: {value!r}")
+    return value.rstrip("/")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -305,6 +368,11 @@ def build_parser() -> argparse.ArgumentParser:
     nginx.add_argument("--lb-listen", required=True, metavar="[HOST:]PORT")
     nginx.add_argument("--out", type=Path, required=True, help="folder for the configs")
     nginx.add_argument("--cache-size", default="10g", help="edge cache size (default 10g)")
+    nginx.add_argument("--user", default="", help="the user nginx's workers run as when it "
+                       "is started as root (default: www-data, else nobody; for a plain "
+                       "user, that user)")
+    nginx.add_argument("--cache-dir", type=Path, default=None, help="folder for the cache and "
+                       "temp files, made the worker user's own (default: --out)")
     nginx.set_defaults(func=cmd_deploy_nginx)
 
     db = sub.add_parser("db", help="database maintenance")
@@ -318,11 +386,17 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
     args = build_parser().parse_args(argv)
+    from chunkcast.client import ApiError, NoServer, NotTheServer
+
     try:
         code: int = args.func(args)
     except WeakSecret as exc:
         console.print(f"[red]{exc}[/]")
         return 2
+    except (NoServer, NotTheServer) as exc:  # one line, not a traceback
+        return _fail(exc.message)
+    except ApiError as exc:
+        return _fail(f"error: {exc.message}")
     return code
 
 

@@ -2,14 +2,17 @@
 URLs: the CLI (uploads, streams) and the broadcaster (chunks).
 
 An attempt that got no answer, a 5xx or a 429 is tried again after a backoff (the server's
-``Retry-After`` wins when longer); any other refusal is final and raised with the server's
-own explanation. Refusals by the API about the thing itself (401, 403, 404, 409) are marked
-fatal: a broadcaster stops, where a refused chunk only loses that chunk.
+``Retry-After`` wins when longer), a fixed number of times or, given a deadline, for as long as
+the deadline allows (the broadcaster: a chunk is worth retrying while it is still useful); any
+other refusal is final and raised with the server's own explanation. Refusals by the API about
+the thing itself (401, 403, 404, 409) are marked fatal: a broadcaster stops, where a refused
+chunk only loses that chunk.
 """
 
 import contextlib
 import enum
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -18,6 +21,7 @@ import httpx
 from chunkcast.domain.errors import ChunkcastError
 
 ATTEMPTS = 5
+MIN_ATTEMPT_S = 2.0  # with a deadline, an attempt's timeout is cut to the time left, not below
 
 
 class Verdict(enum.Enum):
@@ -73,16 +77,22 @@ class RequestFailed(ChunkcastError):
 
 class HttpClient:
     """A pooled client (thread-safe) whose :meth:`request` retries. Setting ``aborted``
-    cuts retries short; ``on_retry`` is told of every failed attempt that will be retried."""
+    cuts retries short; ``on_retry`` is told of every failed attempt that will be retried.
+    Backoffs double up to ``backoff_cap``; ``clock`` is the monotonic clock deadlines are
+    counted on."""
 
     def __init__(self, base_url: str = "", *, headers: dict[str, str] | None = None,
-                 timeout: float = 30.0, attempts: int = ATTEMPTS,
+                 timeout: float = 30.0, attempts: int = ATTEMPTS, backoff_cap: float = 4.0,
                  on_retry: Callable[[], None] = lambda: None,
-                 transport: httpx.BaseTransport | None = None) -> None:
+                 transport: httpx.BaseTransport | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self._http = httpx.Client(base_url=base_url.rstrip("/"), headers=headers or {},
                                   timeout=timeout, transport=transport)
+        self._timeout = timeout
         self._attempts = attempts
+        self._backoff_cap = backoff_cap
         self._on_retry = on_retry
+        self._clock = clock
         self.aborted = threading.Event()
 
     def __enter__(self) -> "HttpClient":
@@ -95,16 +105,21 @@ class HttpClient:
         self._http.close()
 
     def request(self, method: str, url: str, *, what: str = "", api: bool = True,
-                attempts: int | None = None, **kwargs: Any) -> httpx.Response:
+                attempts: int | None = None, deadline: float | None = None,
+                **kwargs: Any) -> httpx.Response:
         """One call, tried up to ``attempts`` times (a streamed body can be sent only once:
-        pass 1). ``what`` prefixes the error message; ``api`` False for storage URLs."""
+        pass 1) or, with a ``deadline`` (on ``clock``), retried while a backoff still ends
+        before it, each attempt's timeout cut to the time left. It is always tried once.
+        ``what`` prefixes the error message; ``api`` False for storage URLs."""
         prefix = f"{what}: " if what else ""
         problem, status = "", None
         tries = attempts or self._attempts
-        for attempt in range(tries):
+        attempt = 0
+        while True:
             retry_after = None
             try:
-                response = self._http.request(method, url, **kwargs)
+                response = self._http.request(
+                    method, url, timeout=self._attempt_timeout(deadline), **kwargs)
             except httpx.HTTPError as exc:
                 status, problem = None, f"{type(exc).__name__}: {exc}"
             else:
@@ -119,10 +134,19 @@ class HttpClient:
             if decision is not Verdict.RETRY:
                 raise RequestFailed(f"{prefix}{problem}", fatal=decision is Verdict.FATAL,
                                     status=status)
-            if attempt + 1 == tries or self.aborted.is_set():
+            delay = backoff_s(attempt, retry_after=retry_after, cap=self._backoff_cap)
+            attempt += 1
+            out_of_tries = (attempt >= tries if deadline is None
+                            else self._clock() + delay >= deadline)
+            if out_of_tries or self.aborted.is_set():
                 break
             self._on_retry()
-            if self.aborted.wait(backoff_s(attempt, retry_after=retry_after)):
+            if self.aborted.wait(delay):
                 break
-        suffix = " (gave up)" if tries > 1 else ""
+        suffix = " (gave up)" if tries > 1 or deadline is not None else ""
         raise RequestFailed(f"{prefix}{problem}{suffix}", status=status)
+
+    def _attempt_timeout(self, deadline: float | None) -> float:
+        if deadline is None:
+            return self._timeout
+        return min(self._timeout, max(MIN_ATTEMPT_S, deadline - self._clock()))

@@ -29,35 +29,50 @@ from chunkcast.services.ingest import Splitter
 from chunkcast.services.lifecycle import Lifecycle
 from chunkcast.services.live import WINDOW_SEGMENTS, LiveFeed
 from chunkcast.services.operations import Operations
+from chunkcast.services.outbox import OutboxRelay
 from chunkcast.services.playback import Playback, Signer
 from chunkcast.services.streams import Streams
 from chunkcast.services.transcoding import TranscodeConfig, Transcoder
 from chunkcast.services.videos import Videos
-from chunkcast.worker.consumer import Consumer
+from chunkcast.worker.consumer import Consumer, GiveUp, RetryBudget
 
 SPLITTER_GROUP = "splitter"
 log = logging.getLogger(__name__)
 
 
-async def run_consumers(consumers: list[Consumer], stop: asyncio.Event, grace_s: float) -> None:
+async def run_consumers(consumers: list[Consumer], stop: asyncio.Event, grace_s: float, *,
+                        restart_after_s: float = 1.0) -> None:
     """Run ``consumers`` until ``stop`` is set, then let the events in hand finish for up to
     ``grace_s`` seconds; what is still running after that is cancelled (and so released:
-    unacked, it is handed out again after the ack timeout)."""
-    tasks = [asyncio.create_task(c.run()) for c in consumers]
+    unacked, it is handed out again after the ack timeout). A consumer that stops on its own
+    (a bug it did not survive) is started again after ``restart_after_s``: a role never
+    goes on without one of its consumers."""
+    running = {asyncio.create_task(c.run()): c for c in consumers}
     stopping = asyncio.create_task(stop.wait())
     try:
-        await asyncio.wait([stopping, *tasks], return_when=asyncio.FIRST_COMPLETED)
-        for task in tasks:
-            if task.done() and task.exception():
-                log.error("a consumer stopped", exc_info=task.exception())
+        while not stop.is_set():
+            await asyncio.wait([stopping, *running], return_when=asyncio.FIRST_COMPLETED)
+            for task in [t for t in running if t.done()]:
+                consumer = running.pop(task)
+                if stop.is_set():
+                    continue
+                error = None if task.cancelled() else task.exception()
+                log.error("a consumer stopped; starting it again", exc_info=error)
+                running[asyncio.create_task(_restart(consumer, restart_after_s))] = consumer
         for consumer in consumers:
             consumer.stop()
+        tasks = list(running)
         _, pending = await asyncio.wait(tasks, timeout=grace_s) if tasks else (set(), set())
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
     finally:
         stopping.cancel()
+
+
+async def _restart(consumer: Consumer, after_s: float) -> None:
+    await asyncio.sleep(after_s)
+    await consumer.run()
 
 
 @dataclass
@@ -88,8 +103,10 @@ class Platform:
                              gap_timeout_s=s.live_gap_timeout_seconds,
                              window_segments=max(WINDOW_SEGMENTS, s.live_window_segments),
                              on_privacy=self.playback.privacy_changed)
+        # Publishes the events writers could not (every API process runs it).
+        self.relay = OutboxRelay(self.repo, self.bus, self.metrics)
         self.operations = Operations(
-            self.repo, self.bus, self.metrics,
+            self.repo, self.bus, self.store, self.metrics,
             [(events.SOURCES, SPLITTER_GROUP)] + [(events.CHUNKS, g) for g in s.groups])
 
     async def start(self) -> None:
@@ -117,7 +134,8 @@ class Platform:
                             segment_seconds=s.segment_seconds,
                             max_source_seconds=s.max_source_seconds)
         out = [self._consumer(events.SOURCES, SPLITTER_GROUP, name,
-                              {events.SourceUploaded: splitter.handle}, concurrency=1)]
+                              {events.SourceUploaded: splitter.handle}, splitter.give_up,
+                              concurrency=1)]
         for group in groups or list(s.groups):
             transcoder = Transcoder(
                 self.repo, self.store, self.bus, self.lifecycle, self.playback, self.metrics,
@@ -127,21 +145,20 @@ class Platform:
             )
             out.append(self._consumer(events.CHUNKS, group, name,
                                       {events.ChunkUploaded: transcoder.handle},
-                                      concurrency=s.worker_concurrency))
+                                      transcoder.give_up, concurrency=s.worker_concurrency))
         return out
 
     def _consumer(self, topic: str, group: str, name: str, handlers: dict[type[Event], Any],
-                  *, concurrency: int) -> Consumer:
+                  give_up: GiveUp, *, concurrency: int) -> Consumer:
+        """``give_up`` is the service's own: a live chunk given up becomes a gap (never a
+        failed stream), an upload fails."""
+        s = self.settings
         return Consumer(
             self.bus, topic, group, name, handlers, events.TOPIC_EVENTS[topic],
-            metrics=self.metrics, concurrency=concurrency,
-            max_attempts=self.settings.max_attempts, give_up=self._give_up,
+            metrics=self.metrics, give_up=give_up, concurrency=concurrency,
+            max_attempts=s.max_attempts, ack_timeout_s=s.ack_timeout_seconds,
+            budget=RetryBudget(live_s=s.live_retry_seconds, vod_s=s.vod_retry_seconds),
         )
-
-    async def _give_up(self, event: Event, exc: BaseException) -> None:
-        video_id = getattr(event, "video_id", None)
-        if video_id:
-            await self.lifecycle.fail(video_id, f"internal error while processing: {exc}")
 
 
 async def run_worker(platform: Platform, groups: list[str] | None, stop: asyncio.Event) -> None:

@@ -9,12 +9,12 @@ import asyncio
 import time
 
 from chunkcast.domain import keys
-from chunkcast.domain.events import CHUNKS, SOURCES, SourceUploaded
+from chunkcast.domain.events import CHUNKS, SEGMENTS, SOURCES, SourceUploaded
 from chunkcast.domain.ids import new_video_id
 from chunkcast.ports.bus import Delivery, EventBus
 
 from .backends import ACK_TIMEOUT_S, BusFactory
-from .bus_helpers import PATIENCE_S, chunk, collect, nothing_for, publish_chunks
+from .bus_helpers import PATIENCE_S, chunk, collect, nothing_for, publish_chunks, segment
 
 
 async def test_publish_then_read(bus: EventBus) -> None:
@@ -25,7 +25,7 @@ async def test_publish_then_read(bus: EventBus) -> None:
     event_id = await bus.publish(SOURCES, event)
     got = await bus.read(SOURCES, "splitter", "s1", count=10, block_s=1.0)
 
-    assert got == [Delivery(SOURCES, "splitter", event_id, event, 1)]
+    assert got == [Delivery(SOURCES, "splitter", event_id, event, 1, "s1")]
 
 
 async def test_one_consumer_gets_events_in_publish_order(bus: EventBus) -> None:
@@ -104,6 +104,30 @@ async def test_unacked_event_is_redelivered_after_ack_timeout(bus: EventBus) -> 
     assert await bus.backlog(CHUNKS, "all") == 0
 
 
+async def test_a_kept_event_stays_with_its_consumer_and_keeps_its_count(
+    bus: EventBus,
+) -> None:
+    await bus.ensure_group(CHUNKS, "all")
+    [event_id], [event] = await publish_chunks(bus, 1)
+    [held] = await bus.read(CHUNKS, "all", "working", block_s=1.0)
+
+    # Renewed every third of the ack timeout, for several ack timeouts: nobody else gets it.
+    deadline = time.monotonic() + 4 * ACK_TIMEOUT_S
+    while time.monotonic() < deadline:
+        assert await bus.keep(held)
+        assert await nothing_for(bus, "all", "other")
+        await asyncio.sleep(ACK_TIMEOUT_S / 3)
+
+    # No longer renewed (its worker was killed): handed out again, as the second delivery.
+    again = await collect(bus, "all", "other", 1)
+    assert [(d.id, d.event, d.attempt) for d in again] == [(event_id, event, 2)]
+    assert not await bus.keep(held)  # the first holder, back late, does not get it back
+    assert await bus.keep(again[0])
+    await bus.ack(again[0])
+    assert not await bus.keep(again[0])
+    assert await bus.backlog(CHUNKS, "all") == 0
+
+
 async def test_expired_events_come_before_new_ones(bus: EventBus) -> None:
     await bus.ensure_group(CHUNKS, "all")
     [old_id], _ = await publish_chunks(bus, 1)
@@ -175,6 +199,22 @@ async def test_blocked_read_returns_early_on_publish(bus: EventBus) -> None:
 
     assert [(d.id, d.event) for d in got] == [(event_id, event)]
     assert time.monotonic() - started < 1.5
+
+
+async def test_an_event_published_right_after_subscribe_returns_is_received(
+    bus: EventBus,
+) -> None:
+    video_id = new_video_id()
+    for seq in range(100):
+        following = await bus.subscribe(SEGMENTS)
+        event = segment(video_id, seq)
+        await bus.publish(SEGMENTS, event)
+
+        assert await asyncio.wait_for(anext(following), 5.0) == event
+
+
+async def test_ping_answers(bus: EventBus) -> None:
+    await bus.ping()
 
 
 async def test_backlog_counts_unacked_events_per_group(bus: EventBus) -> None:
@@ -326,6 +366,7 @@ async def test_events_a_group_has_not_handled_survive_everything_published_after
         await bus.ack(delivery)
     assert await bus.backlog(CHUNKS, "busy") == 0
     assert await bus.backlog(CHUNKS, "down") == 2 * MANY
+    await asyncio.sleep(ACK_TIMEOUT_S + 0.1)  # what the dead worker held has expired
 
     got = await collect(bus, "down", "back", 2 * MANY)
     assert [(d.id, d.attempt) for d in got] == [

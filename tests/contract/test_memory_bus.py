@@ -120,7 +120,7 @@ def lines(journal: Path) -> int:
 async def test_events_of_a_topic_without_groups_are_not_kept(journal: Path) -> None:
     bus = MemoryBus(journal, ack_timeout_s=ACK_TIMEOUT_S)
     await bus.ensure_group(CHUNKS, "all")
-    following = bus.subscribe(SEGMENTS)
+    following = await bus.subscribe(SEGMENTS)
     before = journal.stat().st_size
 
     events = await publish_segments(bus, 5_000)
@@ -235,8 +235,8 @@ async def test_a_journal_from_before_retention_rules_is_shrunk(journal: Path) ->
 
 async def test_a_subscriber_that_stops_reading_is_cut_off() -> None:
     bus = MemoryBus(subscriber_limit=10)
-    stalled = bus.subscribe(SEGMENTS)
-    following = bus.subscribe(SEGMENTS)
+    stalled = await bus.subscribe(SEGMENTS)
+    following = await bus.subscribe(SEGMENTS)
     first = await publish_segments(bus, 5)
     assert [await anext(stalled) for _ in first] == first  # reads a little, then stops
 
@@ -252,7 +252,7 @@ async def test_a_subscriber_that_stops_reading_is_cut_off() -> None:
     # for it any more; it subscribes again and follows on.
     with pytest.raises(SubscriptionLost):
         await anext(stalled)
-    again = bus.subscribe(SEGMENTS)
+    again = await bus.subscribe(SEGMENTS)
     later = await publish_segments(bus, 3)
     assert [await asyncio.wait_for(anext(again), 5) for _ in later] == later
     await bus.close()

@@ -16,8 +16,8 @@ from chunkcast.adapters.db.repository import make_engine
 
 from .backends import DATABASE_OPENERS
 
-TABLES = {"videos", "renditions", "chunks", "chunk_jobs", "segments"}
-HEAD = "0003"
+TABLES = {"videos", "renditions", "chunks", "chunk_jobs", "segments", "outbox"}
+HEAD = "0004"
 
 
 @pytest.fixture(params=list(DATABASE_OPENERS))
@@ -70,6 +70,35 @@ async def test_upgrading_an_older_schema_adds_what_is_missing(database_url: str)
     await asyncio.to_thread(upgrade, database_url)
     _, columns, versions = await schema(database_url)
     assert versions == [HEAD] and "stream_key_digest" in columns
+
+
+def _outbox_columns(conn: Connection) -> set[str]:
+    return {c["name"] for c in inspect(conn).get_columns("outbox")}
+
+
+async def test_upgrading_from_0003_adds_the_outbox_and_keeps_the_videos(
+    database_url: str,
+) -> None:
+    await asyncio.to_thread(upgrade, database_url, "0003")
+    tables, _, _ = await schema(database_url)
+    assert "outbox" not in tables
+    engine = make_engine(database_url)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(text(
+                "INSERT INTO videos (id, kind, title, status, jobs_total, private, created_at, "
+                "updated_at) VALUES ('v1', 'vod', 't', 'uploaded', 0, false, "
+                "CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"))
+        await asyncio.to_thread(upgrade, database_url)
+        async with engine.connect() as conn:
+            assert await conn.run_sync(_outbox_columns) == {
+                "id", "topic", "video_id", "payload", "created_at"}
+            assert (await conn.execute(text("SELECT status FROM videos"))).scalars().all() == [
+                "uploaded"]
+    finally:
+        await engine.dispose()
+    _, _, versions = await schema(database_url)
+    assert versions == [HEAD]
 
 
 async def test_api_processes_upgrading_at_once_all_succeed(

@@ -19,7 +19,14 @@ from chunkcast.domain.ids import new_video_id
 from tests.servers.redis import RedisServer, run_redis
 
 from .backends import ACK_TIMEOUT_S
-from .bus_helpers import chunk, collect, nothing_for, publish_chunks, publish_segments
+from .bus_helpers import (
+    chunk,
+    collect,
+    nothing_for,
+    publish_chunks,
+    publish_segments,
+    segment,
+)
 
 OpenBus = Callable[..., RedisBus]
 
@@ -65,7 +72,7 @@ async def test_nothing_is_lost_when_redis_restarts(
     ids, events = await publish_chunks(bus, 4)
     done, held = await collect(bus, "all", "w1", 2)
     await bus.ack(done)  # ids[1] is in flight, ids[2:] were never handed out
-    feed = bus.subscribe(SEGMENTS)
+    feed = await bus.subscribe(SEGMENTS)
     waiting = asyncio.create_task(next_events(feed, 1, timeout_s=15.0))
     await asyncio.sleep(0.1)  # the subscriber is blocked in XREAD
 
@@ -108,6 +115,43 @@ async def test_event_held_by_a_dead_consumer_is_claimed_by_another(open_bus: Ope
     assert (claimed.id, claimed.event, claimed.attempt) == (event_id, event, 2)
     await survivor.ack(claimed)
     assert await survivor.backlog(CHUNKS, "all") == 0
+
+
+async def test_a_kept_event_stays_with_its_consumer_in_another_process(
+    open_bus: OpenBus,
+) -> None:
+    """A worker renewing what it holds keeps it past the ack timeout, in every process's
+    eyes; once it stops (killed), another process takes it over, as a second delivery."""
+    working, other = open_bus(), open_bus()
+    await working.ensure_group(CHUNKS, "all")
+    [event_id], _ = await publish_chunks(working, 1)
+    [held] = await working.read(CHUNKS, "all", "host-1-0", block_s=1.0)
+
+    deadline = time.monotonic() + 4 * ACK_TIMEOUT_S
+    while time.monotonic() < deadline:
+        assert await working.keep(held)
+        assert await nothing_for(other, "all", "host-2-0")
+        await asyncio.sleep(ACK_TIMEOUT_S / 3)
+
+    [taken] = await collect(other, "all", "host-2-0", 1)
+    assert (taken.id, taken.attempt) == (event_id, 2)
+    assert not await working.keep(held)  # a late renewal does not take it back
+    assert await nothing_for(working, "all", "host-1-1")
+    assert await other.keep(taken)
+
+
+async def test_ping_answers_while_redis_is_up_and_raises_while_it_is_down(
+    own_redis: RedisServer, open_bus: OpenBus
+) -> None:
+    bus = open_bus(own_redis.url)
+    await bus.ping()
+    own_redis.stop()
+    started = time.monotonic()
+    with pytest.raises(Exception):  # noqa: B017 - whatever the driver raises
+        await bus.ping()
+    assert time.monotonic() - started < 5.0  # a readiness check, not a retry loop
+    own_redis.start()
+    await bus.ping()
 
 
 async def test_dead_letter_moves_the_event_with_its_error(open_bus: OpenBus) -> None:
@@ -157,7 +201,7 @@ async def test_a_stream_without_groups_stays_bounded(
     open_bus: OpenBus, redis_server: RedisServer
 ) -> None:
     bus = open_bus(max_len=50)
-    following = bus.subscribe(SEGMENTS)
+    following = await bus.subscribe(SEGMENTS)
 
     events = await publish_segments(bus, 1_000)
 
@@ -237,18 +281,31 @@ async def test_subscribe_sees_what_is_published_after_the_call(open_bus: OpenBus
     bus = open_bus()
     await publish_chunks(bus, 2)  # before the call: not seen
 
-    following = bus.subscribe(CHUNKS)
+    following = await bus.subscribe(CHUNKS)
     _, events = await publish_chunks(bus, 3)  # before the first iteration: seen
 
     assert await next_events(following, 3) == events
 
 
+async def test_an_event_another_process_publishes_right_after_subscribe_is_received(
+    open_bus: OpenBus,
+) -> None:
+    api, worker = open_bus(), open_bus()
+    video_id = new_video_id()
+    for seq in range(100):
+        following = await api.subscribe(SEGMENTS)
+        event = segment(video_id, seq)
+        await worker.publish(SEGMENTS, event)  # at once, on another connection
+
+        assert await next_events(following, 1) == [event]
+
+
 async def test_every_subscriber_in_every_process_gets_every_event(open_bus: OpenBus) -> None:
     api_1, api_2, worker = open_bus(), open_bus(), open_bus()
-    feeds = [api_1.subscribe(SEGMENTS), api_1.subscribe(SEGMENTS), api_2.subscribe(SEGMENTS)]
+    feeds = [await api_1.subscribe(SEGMENTS), await api_1.subscribe(SEGMENTS),
+             await api_2.subscribe(SEGMENTS)]
     video_id = new_video_id()
     events: list[Event] = [chunk(video_id, seq) for seq in range(5)]
-    await asyncio.sleep(0.2)  # another process's subscription has started by now
 
     for event in events:
         await worker.publish(SEGMENTS, event)

@@ -347,3 +347,20 @@ async def test_segments_are_read_by_range(repo: VideoRepository) -> None:
     assert await seqs(last=2) == [5, 7]
     assert await seqs(before=5, last=2) == [2, 4]
     assert await seqs(after=7) == []
+
+
+async def test_a_chunk_is_found_by_its_seq(repo: VideoRepository) -> None:
+    video = await added(repo, kind=VideoKind.LIVE, status=VideoStatus.IDLE)
+    await repo.add_chunk(chunk(video.id, 4), at=T0)
+    assert await repo.get_chunk(video.id, 4) == chunk(video.id, 4)
+    assert await repo.get_chunk(video.id, 5) is None
+    assert await repo.get_chunk(new_video_id(), 4) is None
+
+
+async def test_the_chunk_extent_is_the_last_seq_and_the_latest_end(repo: VideoRepository) -> None:
+    video = await added(repo, kind=VideoKind.LIVE, status=VideoStatus.IDLE)
+    assert await repo.chunk_extent(video.id) is None
+    await repo.add_chunks([Chunk(video.id, 3, keys.chunk(video.id, 3), 10.0, 2.0, None),
+                           # an earlier seq may end later (a longer chunk, a clock jump)
+                           Chunk(video.id, 1, keys.chunk(video.id, 1), 9.5, 3.25, None)])
+    assert await repo.chunk_extent(video.id) == (3, 12.75)

@@ -4,13 +4,11 @@
 import asyncio
 import contextlib
 import os
-import secrets
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
@@ -19,7 +17,8 @@ import httpx
 import pytest
 
 from chunkcast.media.process import ffmpeg_path
-from chunkcast.testing import Server, free_port, make_clip, run_chunkcast
+from chunkcast.testing import Server, make_clip
+from tests.integration.cluster import Cluster, platform_env, upgrade_database
 from tests.integration.live_support import (
     seqs,
     start_broadcast,
@@ -29,41 +28,12 @@ from tests.integration.live_support import (
 )
 from tests.integration.media_checks import check_rendition
 from tests.servers.postgres import PostgresServer, create_database
-from tests.servers.redis import RedisServer, run_redis
+from tests.servers.redis import run_redis
 from tests.servers.seaweedfs import run_seaweedfs
 
 pytestmark = pytest.mark.integration
 
 GROUPS = "hi=480p,720p,1080p;lo=240p,360p"
-
-
-@dataclass
-class Cluster:
-    root: Path
-    env: dict[str, str]
-    token: str
-    redis: RedisServer
-    apis: list[Server] = field(default_factory=list)
-    workers: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
-    stack: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
-
-    def start_api(self, name: str) -> Server:
-        port = free_port()
-        url = f"http://127.0.0.1:{port}"
-        proc = self.stack.enter_context(run_chunkcast(
-            ["api", "--port", str(port)], self.root / name,
-            env={**self.env, "CHUNKCAST_PUBLIC_URL": url}, health_url=f"{url}/healthz"))
-        server = Server(url, self.root / name, self.token, proc.pid,
-                        self.root / name / "server.log")
-        self.apis.append(server)
-        return server
-
-    def start_worker(self, name: str) -> None:
-        self.workers[name] = self.stack.enter_context(run_chunkcast(
-            ["worker", "--group", "hi", "--group", "lo"], self.root / name, env=self.env))
-
-    def worker_log(self, name: str) -> str:
-        return (self.root / name / "server.log").read_text(errors="replace")
 
 
 @pytest.fixture(scope="module")
@@ -73,27 +43,14 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, postgres: PostgresServer
     with contextlib.ExitStack() as stack:
         redis = stack.enter_context(run_redis(root / "redis"))
         s3 = stack.enter_context(run_seaweedfs(root / "s3"))
-        database_url = asyncio.run(create_database(postgres))
-        token = secrets.token_urlsafe(16)
-        env = {
-            **s3.env(),
-            "CHUNKCAST_DATABASE_URL": database_url,
-            "CHUNKCAST_STORAGE_URL": s3.storage_url("chunkcast") + "&multipart_mb=5",
-            "CHUNKCAST_BUS_URL": redis.url,
-            "CHUNKCAST_SECRET_KEY": secrets.token_urlsafe(32),
-            "CHUNKCAST_ADMIN_TOKEN": token,
-            "CHUNKCAST_LADDER_GROUPS": GROUPS,
-            "CHUNKCAST_X264_PRESET": "ultrafast",
-            "CHUNKCAST_ACK_TIMEOUT_SECONDS": "3",
-            "CHUNKCAST_LIVE_GAP_TIMEOUT_SECONDS": "10",
-            "CHUNKCAST_VOD_CHUNK_SECONDS": "4",
-            "CHUNKCAST_WORKER_CONCURRENCY": "1",
-        }
-        upgrade = subprocess.run([sys.executable, "-m", "chunkcast", "db", "upgrade"],
-                                 env={**os.environ, **env, "CHUNKCAST_DATA_DIR": str(root)},
-                                 capture_output=True, text=True, timeout=60)
-        assert upgrade.returncode == 0, upgrade.stderr
-        cluster = Cluster(root, env, token, redis)
+        env = platform_env(
+            s3, "chunkcast", asyncio.run(create_database(postgres)), redis.url,
+            CHUNKCAST_LADDER_GROUPS=GROUPS, CHUNKCAST_X264_PRESET="ultrafast",
+            CHUNKCAST_ACK_TIMEOUT_SECONDS="3", CHUNKCAST_LIVE_GAP_TIMEOUT_SECONDS="10",
+            CHUNKCAST_VOD_CHUNK_SECONDS="4", CHUNKCAST_WORKER_CONCURRENCY="1")
+        env["CHUNKCAST_STORAGE_URL"] += "&multipart_mb=5"
+        upgrade_database(env, root)
+        cluster = Cluster(root, env, env["CHUNKCAST_ADMIN_TOKEN"], redis, groups=("hi", "lo"))
         with cluster.stack:
             cluster.start_api("api-1")
             cluster.start_api("api-2")

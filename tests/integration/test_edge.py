@@ -8,6 +8,7 @@ import contextlib
 import json
 import math
 import os
+import pwd
 import re
 import secrets
 import signal
@@ -17,6 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -34,7 +36,15 @@ from tests.integration.live_support import (
     wait_for_renditions,
     watch,
 )
-from tests.servers.nginx import Nginx, deploy, run_nginx, write_static_conf
+from tests.servers.nginx import (
+    Nginx,
+    as_user,
+    deploy,
+    deploy_argv,
+    open_folder,
+    run_nginx,
+    write_static_conf,
+)
 from tests.servers.seaweedfs import SeaweedServer, drop_bucket, new_bucket_name
 
 pytestmark = pytest.mark.integration
@@ -306,6 +316,75 @@ def test_the_edge_caps_request_bodies(edge: Edge) -> None:
     assert answer.status_code == 413 and "text/html" in answer.headers["content-type"]
     assert httpx.put(f"{edge.edge.url}/media/media/{'a' * 16}/x.m4s",
                      content=b"x" * 1000).status_code == 403
+
+
+def a_segment_path(edge: Edge, tmp_path: Path) -> str:
+    """The path (``/media/…``) of a segment of a new public upload."""
+    video = upload(edge.api, make_clip(tmp_path / "clip.mp4", seconds=3, size="320x240"))
+    media = httpx.get(f"{edge.api.url}/play/{video['id']}/{video['renditions'][0]['name']}"
+                      "/index.m3u8")
+    return urlsplit(playlist_uris(media.text)[1]).path
+
+
+def cached_twice(nginx: Nginx, path: str) -> None:
+    """The object comes through the edge, then from its cache (never a 500)."""
+    first = httpx.get(nginx.url + path)
+    assert first.status_code == 200 and first.headers["x-cache"] == "MISS", first.text
+    second = httpx.get(nginx.url + path)
+    assert second.status_code == 200 and second.headers["x-cache"] == "HIT"
+    assert second.content == first.content
+
+
+def worker_users(nginx: Nginx) -> set[str]:
+    """The users nginx's worker processes run as."""
+    children = Path(f"/proc/{nginx.pid}/task/{nginx.pid}/children").read_text().split()
+    uids = {int(re.findall(r"^Uid:\s+(\d+)", Path(f"/proc/{c}/status").read_text(),
+                           re.MULTILINE)[0]) for c in children}
+    return {pwd.getpwuid(uid).pw_name for uid in uids}
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root (as a service starts nginx)")
+def test_an_edge_started_as_root_caches_as_its_worker_user(edge: Edge, tmp_path: Path) -> None:
+    """As a service starts nginx: as root, its configs in a folder only root may enter
+    (pytest's are 0700). ``deploy nginx`` refuses to put the cache where the workers could
+    not reach it, before writing anything; given a ``--cache-dir`` they can, it works."""
+    path = a_segment_path(edge, tmp_path)
+    out, port = tmp_path / "nginx", free_port()
+    api = [edge.api.url.removeprefix("http://")]
+    env = {**os.environ, "CHUNKCAST_DATA_DIR": str(edge.api.data_dir)}
+    refused = subprocess.run(deploy_argv(out, api, edge.api.url, port, free_port()), env=env,
+                             capture_output=True, text=True, timeout=60, check=False)
+    assert refused.returncode == 2 and "cannot enter" in refused.stderr, refused.stderr
+    assert "Traceback" not in refused.stderr and not out.exists()
+    state = open_folder() / "state"
+    deploy(out, api, edge.api.url, port, free_port(), {"CHUNKCAST_DATA_DIR":
+           str(edge.api.data_dir)}, f"--cache-dir={state}")
+    with run_nginx(out, "edge", port) as nginx:
+        assert worker_users(nginx) == {"www-data"}
+        cached_twice(nginx, path)
+        cached = [p for p in (state / "cache" / "edge").rglob("*") if p.is_file()]
+        assert cached and {pwd.getpwuid(p.stat().st_uid).pw_name for p in cached} == {
+            "www-data"}
+
+
+def test_an_edge_started_by_a_plain_user_caches(edge: Edge, tmp_path: Path) -> None:
+    """nginx run by a user without privileges (``nobody`` here when the tests run as root),
+    with the configs that user wrote into a folder of its own."""
+    path = a_segment_path(edge, tmp_path)
+    user = "nobody" if os.geteuid() == 0 else pwd.getpwuid(os.geteuid()).pw_name
+    out, port = open_folder() / "nginx", free_port()
+    out.mkdir()
+    os.chown(out, pwd.getpwnam(user).pw_uid, pwd.getpwnam(user).pw_gid)
+    argv = deploy_argv(out, [edge.api.url.removeprefix("http://")], edge.api.url, port,
+                       free_port())
+    done = subprocess.run(as_user(user, argv) if os.geteuid() == 0 else argv,
+                          env={**os.environ, "CHUNKCAST_SECRET_KEY": secret_key(edge.api),
+                               "CHUNKCAST_DATA_DIR": str(out)},
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    with run_nginx(out, "edge", port, user=user if os.geteuid() == 0 else None) as nginx:
+        assert worker_users(nginx) == {user}
+        cached_twice(nginx, path)
 
 
 def test_the_edge_serves_what_it_has_when_the_origin_is_down(tmp_path: Path) -> None:

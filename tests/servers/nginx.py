@@ -1,16 +1,23 @@
 """Throwaway nginx instances running the configs ``chunkcast deploy nginx`` writes.
 
 Each runs in the foreground (``daemon off``) as a child process with its prefix in a temp
-dir, and is stopped by PID. The edge's access log tells which requests went to the origin."""
+dir, and is stopped by PID. The edge's access log tells which requests went to the origin.
+Started as root, nginx runs its workers as the configs' user, as a service would: pytest's
+temp dirs are private to root, so the cache and temp folders then go to a folder of their
+own that the workers can reach (``deploy nginx --cache-dir``)."""
 
+import atexit
 import contextlib
+import grp
 import os
+import pwd
 import re
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,9 +26,7 @@ from pathlib import Path
 from tests.servers.redis import _die_with_parent
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
-# In the foreground; started as root (CI containers), the workers stay root too, since the
-# prefix is in a private temp dir that nginx's default worker user cannot read.
-_GLOBALS = "daemon off;" + (" user root;" if os.geteuid() == 0 else "")
+_GLOBALS = "daemon off;"  # in the foreground, a child of the test
 START_TIMEOUT_S = 10.0
 STOP_TIMEOUT_S = 10.0
 
@@ -60,18 +65,37 @@ class Nginx:
                    if pattern.search(line) and "upstream=-" not in line)
 
 
+def open_folder(prefix: str = "chunkcast-nginx-") -> Path:
+    """A new folder in the system's temp dir that any user can enter (not list), removed at
+    the end of the session: where nginx's workers can reach what is theirs."""
+    folder = Path(tempfile.mkdtemp(prefix=prefix))
+    folder.chmod(0o711)
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    return folder
+
+
+def deploy_argv(out: Path, apis: list[str], origin: str, edge_port: int, lb_port: int,
+                *options: str) -> list[str]:
+    return [sys.executable, "-m", "chunkcast", "deploy", "nginx",
+            *[f"--api={a}" for a in apis], "--origin", origin,
+            "--edge-listen", f"127.0.0.1:{edge_port}", "--lb-listen", f"127.0.0.1:{lb_port}",
+            "--out", str(out), *options]
+
+
 def deploy(out: Path, apis: list[str], origin: str, edge_port: int, lb_port: int,
-           env: dict[str, str]) -> None:
-    """``chunkcast deploy nginx`` (``env`` says where the platform's secret key is)."""
-    done = subprocess.run(
-        [sys.executable, "-m", "chunkcast", "deploy", "nginx", *[f"--api={a}" for a in apis],
-         "--origin", origin, "--edge-listen", f"127.0.0.1:{edge_port}",
-         "--lb-listen", f"127.0.0.1:{lb_port}", "--out", str(out)],
-        env={**os.environ, **env}, capture_output=True, text=True, timeout=60, check=False)
+           env: dict[str, str], *options: str) -> None:
+    """``chunkcast deploy nginx`` (``env`` says where the platform's secret key is). As
+    root, the cache goes to a folder of its own, unless ``options`` say where."""
+    if os.geteuid() == 0 and not any(o.startswith("--cache-dir") for o in options):
+        options = (*options, f"--cache-dir={open_folder() / 'state'}")
+    done = subprocess.run(deploy_argv(out, apis, origin, edge_port, lb_port, *options),
+                          env={**os.environ, **env}, capture_output=True, text=True,
+                          timeout=60, check=False)
     assert done.returncode == 0, done.stderr
 
 
 STATIC_CONF = """\
+user {user} {group};
 worker_processes auto;
 pid logs/{name}.pid;
 error_log logs/{name}-error.log warn;
@@ -96,11 +120,14 @@ http {{
 
 def write_static_conf(prefix: Path, name: str, port: int, location: str, root: Path) -> None:
     """``PREFIX/NAME.conf``: nginx serving the files under ``root`` at ``location`` (a plain
-    web server, or a stand-in for a public bucket read path-style)."""
+    web server, or a stand-in for a public bucket read path-style). Its workers run as the
+    owner of ``root``, who can read the files, as a web server of that user's files would."""
     (prefix / "logs").mkdir(parents=True, exist_ok=True)
     (prefix / "temp").mkdir(exist_ok=True)
+    owner = pwd.getpwuid(root.stat().st_uid)
     (prefix / f"{name}.conf").write_text(STATIC_CONF.format(
-        name=name, port=port, location=location, root=root))
+        name=name, port=port, location=location, root=root, user=owner.pw_name,
+        group=grp.getgrgid(owner.pw_gid).gr_name))
 
 
 def _listening(port: int) -> bool:
@@ -109,13 +136,24 @@ def _listening(port: int) -> bool:
     return False
 
 
+def as_user(user: str, argv: list[str]) -> list[str]:
+    """``argv`` run as ``user`` (with that user's groups), from root: ``setpriv`` execs it,
+    so the PID is the program's own."""
+    return ["setpriv", f"--reuid={user}", f"--regid={pwd.getpwnam(user).pw_gid}",
+            "--init-groups", "--", *argv]
+
+
 @contextlib.contextmanager
-def run_nginx(prefix: Path, conf: str, port: int) -> Iterator[Nginx]:
-    """``nginx -p PREFIX -c PREFIX/CONF.conf`` in the foreground until the block ends."""
+def run_nginx(prefix: Path, conf: str, port: int, *, user: str | None = None
+              ) -> Iterator[Nginx]:
+    """``nginx -p PREFIX -c PREFIX/CONF.conf`` in the foreground until the block ends; as
+    ``user`` when given (a plain user's nginx), else as whoever runs the tests."""
     if not Path(NGINX).exists():
         raise RuntimeError("nginx not found: apt-get install -y nginx")
     argv = [NGINX, "-p", str(prefix), "-c", str(prefix / f"{conf}.conf"),
             "-e", str(prefix / "logs" / f"{conf}-startup.log"), "-g", _GLOBALS]
+    if user is not None:
+        argv = as_user(user, argv)
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             preexec_fn=_die_with_parent())
     try:

@@ -1,5 +1,6 @@
 """A throwaway PostgreSQL cluster for tests: initdb in a temp dir, a free port on 127.0.0.1,
-stopped by PID at the end. One cluster per session; each test gets a database of its own."""
+stopped by PID at the end. One cluster per session; each test gets a database of its own.
+Fault tests stop and start a cluster of their own (same data dir, same port)."""
 
 import contextlib
 import os
@@ -22,8 +23,11 @@ BIN = Path(os.environ.get("CHUNKCAST_PG_BIN", "/usr/lib/postgresql/15/bin"))
 OS_USER = "postgres"  # initdb and pg_ctl refuse to run as root
 
 
-@dataclass(frozen=True)
+@dataclass
 class PostgresServer:
+    """A running cluster. :meth:`stop`, :meth:`start` and :meth:`restart` keep its data dir
+    and port (what fault tests need); ``pid`` is 0 while it is stopped."""
+
     url: str
     """``postgresql+asyncpg://postgres@127.0.0.1:P/postgres`` (trust auth, no password)."""
     port: int
@@ -32,9 +36,35 @@ class PostgresServer:
     start_seconds: float
     """How long initdb + start took, for the record."""
 
+    @property
+    def dir(self) -> Path:
+        """The cluster's own dir: its data dir, socket and log are in it."""
+        return self.data_dir.parent
+
+    @property
+    def running(self) -> bool:
+        return self.pid != 0
+
     def database_url(self, name: str) -> str:
         """The URL of database ``name`` on this server."""
         return f"postgresql+asyncpg://postgres@127.0.0.1:{self.port}/{name}"
+
+    def stop(self, *, mode: str = "fast") -> None:
+        """``pg_ctl stop -m MODE`` (``fast``: clients are disconnected, a clean shutdown;
+        ``immediate``: as if the machine lost power)."""
+        if self.pid:
+            _stop(self.data_dir, self.pid, mode=mode)
+            self.pid = 0
+
+    def start(self) -> None:
+        """Start the stopped cluster again on the same port."""
+        if not self.pid:
+            _start(self.data_dir, self.dir, self.dir / "postgres.log", port=self.port)
+            self.pid = _postmaster_pid(self.data_dir)
+
+    def restart(self, *, mode: str = "fast") -> None:
+        self.stop(mode=mode)
+        self.start()
 
 
 def _as_owner(argv: list[str]) -> list[str]:
@@ -58,9 +88,9 @@ def _postmaster_pid(data: Path) -> int:
     return int((data / "postmaster.pid").read_text().split("\n", 1)[0])
 
 
-def _stop(data: Path, pid: int) -> None:
-    """``pg_ctl stop -m immediate``; the PID is killed if that did not end it."""
-    stopped = subprocess.run(_as_owner([str(BIN / "pg_ctl"), "-D", str(data), "-m", "immediate",
+def _stop(data: Path, pid: int, *, mode: str = "immediate") -> None:
+    """``pg_ctl stop -m MODE``; the PID is killed if that did not end it."""
+    stopped = subprocess.run(_as_owner([str(BIN / "pg_ctl"), "-D", str(data), "-m", mode,
                                         "-w", "-t", "10", "stop"]), capture_output=True,
                              check=False)
     if stopped.returncode != 0:
@@ -68,18 +98,17 @@ def _stop(data: Path, pid: int) -> None:
             os.kill(pid, signal.SIGKILL)
 
 
-def _start(data: Path, dir: Path, log: Path) -> int:
-    """Start the cluster on a free port and return the port; a port taken between choosing
-    it and binding it is retried with another."""
-    for _ in range(3):
-        port = free_port()
+def _start(data: Path, dir: Path, log: Path, *, port: int | None = None) -> int:
+    """Start the cluster on ``port`` (default: a free one) and return the port; a free port
+    taken between choosing it and binding it is retried with another."""
+    for candidate in [port] if port else [free_port() for _ in range(3)]:
         # -l keeps the server's output away from our pipes; the socket lives in ``dir`` too.
-        options = f"-p {port} -k {dir} -c listen_addresses=127.0.0.1 -c fsync=off"
+        options = f"-p {candidate} -k {dir} -c listen_addresses=127.0.0.1 -c fsync=off"
         started = subprocess.run(_as_owner([str(BIN / "pg_ctl"), "-D", str(data), "-l", str(log),
                                             "-w", "-t", "30", "-o", options, "start"]),
                                  capture_output=True, check=False)
         if started.returncode == 0:
-            return port
+            return candidate
     raise RuntimeError(f"PostgreSQL did not start:\n{log.read_text()[-3000:]}")
 
 
@@ -98,11 +127,12 @@ def run_postgres(dir: Path) -> Iterator[PostgresServer]:
     port = _start(data, dir, log)
     pid = _postmaster_pid(data)
     elapsed = time.monotonic() - started
+    server = PostgresServer(f"postgresql+asyncpg://postgres@127.0.0.1:{port}/postgres", port,
+                            pid, data, elapsed)
     try:
-        yield PostgresServer(f"postgresql+asyncpg://postgres@127.0.0.1:{port}/postgres", port,
-                             pid, data, elapsed)
+        yield server
     finally:
-        _stop(data, pid)
+        server.stop(mode="immediate")
 
 
 async def create_database(server: PostgresServer) -> str:

@@ -1,7 +1,8 @@
 """A throwaway ``redis-server`` (AOF on, fsync on every write) for tests.
 
 The server is a child process on a free port on 127.0.0.1 with its data in a temp dir;
-it is stopped by PID. ``restart`` brings it back on the same port and dir, which is how the
+it is stopped by PID. ``stop`` and ``start``, or ``restart``, bring it back on the same port
+and dir: with every write in the append-only file before it is acknowledged, that is how the
 Redis bus is shown to lose nothing when Redis itself goes down.
 """
 
@@ -73,6 +74,10 @@ class RedisServer:
     @property
     def log(self) -> Path:
         return self.dir / "redis.log"
+
+    @property
+    def running(self) -> bool:
+        return self._process is not None
 
     def start(self) -> None:
         """Start the server and wait until it answers PING."""

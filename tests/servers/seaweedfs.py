@@ -1,6 +1,7 @@
 """A throwaway SeaweedFS (master, volume, filer and S3 gateway in one ``weed server``) for
 tests: everything in a temp dir, every port explicit and free on 127.0.0.1, stopped by PID.
-Unlike S3 emulators it checks pre-signed signatures and their expiry."""
+Unlike S3 emulators it checks pre-signed signatures and their expiry. Fault tests stop it and
+start it again (same dir, same ports)."""
 
 import contextlib
 import json
@@ -14,7 +15,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -28,18 +29,20 @@ START_TIMEOUT_S = 30.0
 STOP_GRACE_S = 10.0
 
 
-@dataclass(frozen=True)
+@dataclass
 class SeaweedServer:
     endpoint: str
     """``http://127.0.0.1:P``: the S3 API."""
     access_key: str
     secret_key: str
     pid: int
+    """0 while stopped."""
     start_seconds: float
     """From launch to the S3 API answering, for the record."""
     ready_seconds: float = 0.0
     """From launch to the first write done."""
     region: str = REGION
+    _weed: "_Weed | None" = field(default=None, repr=False, compare=False)
 
     def storage_url(self, bucket: str) -> str:
         """``CHUNKCAST_STORAGE_URL`` for ``bucket`` on this server (keys from AWS_* vars)."""
@@ -49,6 +52,30 @@ class SeaweedServer:
         """The AWS_* variables a client of this server needs."""
         return {"AWS_ACCESS_KEY_ID": self.access_key,
                 "AWS_SECRET_ACCESS_KEY": self.secret_key, "AWS_REGION": self.region}
+
+    @property
+    def running(self) -> bool:
+        return self.pid != 0
+
+    def stop(self) -> None:
+        """SIGTERM (SIGKILL after a grace period); the data dir and ports are kept."""
+        if self._weed is not None and self.pid:
+            self._weed.stop()
+            self.pid = 0
+
+    def start(self) -> None:
+        """Start the stopped server again with the same data dir and ports; returns once a
+        signed write works."""
+        if self._weed is not None and not self.pid:
+            started = time.monotonic()
+            self.pid = self._weed.start()
+            self.start_seconds = time.monotonic() - started
+            _warm_up(self)
+            self.ready_seconds = time.monotonic() - started
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
 
 
 def weed_binary() -> str | None:
@@ -170,6 +197,41 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
         proc.wait()
 
 
+class _Weed:
+    """One ``weed server`` with its dir and ports, which can be stopped and started again."""
+
+    def __init__(self, weed: str, dir: Path, ports: dict[str, int]) -> None:
+        self._argv = _argv(weed, dir, ports)
+        self._dir = dir
+        self._ports = ports
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self._ports['s3.port']}"
+
+    def start(self) -> int:
+        """Launch and wait until the S3 API answers; returns the PID."""
+        log = self._dir / "weed.log"
+        with log.open("ab") as out:
+            # TMPDIR: anything else weed puts in the temp dir stays in ``dir`` too.
+            self._proc = subprocess.Popen(self._argv, cwd=self._dir, stdout=out,
+                                          stderr=subprocess.STDOUT, start_new_session=True,
+                                          env={**os.environ, "TMPDIR": str(self._dir)})
+        try:
+            _wait_ready(self._proc, self.endpoint, log)
+        except BaseException:
+            self.stop()
+            raise
+        return self._proc.pid
+
+    def stop(self) -> None:
+        if self._proc is not None:
+            _stop(self._proc)
+            self._proc = None
+        _remove_sockets(self._ports)  # a new start must find none left behind
+
+
 @contextlib.contextmanager
 def run_seaweedfs(dir: Path) -> Iterator[SeaweedServer]:
     """Start ``weed server`` with its data, config, sockets and log under ``dir``; one
@@ -182,24 +244,17 @@ def run_seaweedfs(dir: Path) -> Iterator[SeaweedServer]:
     access_key, secret_key = "AK" + secrets.token_hex(8).upper(), secrets.token_urlsafe(30)
     _write_identity(dir / "s3.json", access_key, secret_key)
     (dir / "master.toml").write_text(MASTER_TOML)
-    ports = dict(zip(PORTS, _free_ports(len(PORTS)), strict=True))
-    endpoint = f"http://127.0.0.1:{ports['s3.port']}"
-    log = dir / "weed.log"
+    process = _Weed(weed, dir, dict(zip(PORTS, _free_ports(len(PORTS)), strict=True)))
     started = time.monotonic()
-    with log.open("ab") as out:
-        # TMPDIR: anything else weed puts in the temp dir stays in ``dir`` too.
-        proc = subprocess.Popen(_argv(weed, dir, ports), cwd=dir, stdout=out,
-                                stderr=subprocess.STDOUT, start_new_session=True,
-                                env={**os.environ, "TMPDIR": str(dir)})
     try:
-        _wait_ready(proc, endpoint, log)
-        answered = time.monotonic() - started
-        _warm_up(SeaweedServer(endpoint, access_key, secret_key, proc.pid, answered))
-        yield SeaweedServer(endpoint, access_key, secret_key, proc.pid, answered,
-                            time.monotonic() - started)
+        pid = process.start()
+        server = SeaweedServer(process.endpoint, access_key, secret_key, pid,
+                               time.monotonic() - started, _weed=process)
+        _warm_up(server)
+        server.ready_seconds = time.monotonic() - started
+        yield server
     finally:
-        _stop(proc)
-        _remove_sockets(ports)
+        process.stop()
 
 
 @pytest.fixture(scope="session")

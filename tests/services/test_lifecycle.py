@@ -20,6 +20,7 @@ async def test_a_move_happens_only_from_the_given_statuses_and_is_announced_once
     assert (await world.videos.get(video.id)).status is VideoStatus.UPLOADED
     assert await world.published(events.VIDEOS) == [
         events.VideoStatusChanged(video.id, "uploaded", None)]
+    assert await world.repo.pending(video.id) == []  # published at once: nothing waits
 
 
 async def test_announcing_tells_the_viewers_without_changing_the_record(world: World) -> None:

@@ -1,13 +1,17 @@
 """The splitter: probe an upload, choose its ladder, cut it into chunks, or fail it clearly."""
 
+from contextlib import AbstractAsyncContextManager
+
 import pytest
 
 from chunkcast.domain import events, keys
 from chunkcast.domain.videos import VideoStatus
 from chunkcast.services.ingest import MAX_CHUNKS
+from chunkcast.worker.consumer import RetryBudget
 from tests.fakes import fake_media
 
 from .conftest import WorldFactory
+from .faulty import FAST, FaultyBus, settled, working
 from .world import SPLIT, Limits, World
 
 
@@ -110,3 +114,40 @@ async def test_a_source_deleted_before_the_splitter_runs_fails(world: World) -> 
     await world.store.delete_prefix(keys.source(video.id))
     await world.work(groups=())
     assert (await world.videos.get(video.id)).error == "the uploaded file is missing or empty"
+
+
+# -- dependency trouble ----------------------------------------------------------------
+
+def _splitting(world: World, bus: FaultyBus, *,
+               budget: RetryBudget = FAST) -> AbstractAsyncContextManager[object]:
+    return working(bus, events.SOURCES, "splitter", world.splitter.handle,
+                   world.splitter.give_up, metrics=world.metrics, budget=budget)
+
+
+async def test_a_probe_that_fails_while_storage_is_down_is_retried_not_blamed(
+    world: World,
+) -> None:
+    video = await world.upload(media=fake_media(duration=6.0))
+    world.outages.storage.begin(after_calls=1)  # the source is found, then cannot be read
+    bus = FaultyBus(world.bus)
+    async with _splitting(world, bus):
+        await world.outages.storage.refusals(3)
+        world.outages.storage.end()
+        _, error = await settled(bus)
+    assert error is None
+    assert world.prober.probed[0][1].endswith(".unreachable")  # the probe did fail on it
+    assert (await world.videos.get(video.id)).status is VideoStatus.PROCESSING
+    assert len(_chunks(await world.published(events.CHUNKS))) == 2
+
+
+async def test_a_source_past_its_budget_fails_with_a_plain_reason(world: World) -> None:
+    video = await world.upload(media=fake_media(duration=6.0))
+    world.outages.storage.begin()
+    bus = FaultyBus(world.bus)
+    async with _splitting(world, bus, budget=RetryBudget(vod_s=0.2, first_delay_s=0.01)):
+        _, error = await settled(bus)
+    failed = await world.videos.get(video.id)
+    assert (failed.status, failed.error) == (VideoStatus.FAILED,
+                                             "storage was unreachable for 1 second")
+    assert error == failed.error
+    assert await world.published(events.CHUNKS) == []

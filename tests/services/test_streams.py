@@ -129,3 +129,37 @@ async def test_a_quiet_stream_is_ended_after_the_idle_timeout(world: World) -> N
     assert (await world.streams.get(idle.id)).status is VideoStatus.IDLE  # no chunk yet
     assert await world.statuses() == [(quiet.id, "ended", None)]
     assert await world.store.stat(keys.media_playlist(quiet.id, "240p")) is not None
+
+
+async def test_a_stored_chunk_is_never_handed_out_for_writing_again(world: World) -> None:
+    stream, key = await world.streams.create("Match")
+    for seq in (0, 1):
+        assert await _chunk(world, stream, key, seq)
+    with pytest.raises(Conflict, match=(f"chunk 0 is already stored; this stream continues "
+                                        f"at seq 2: GET /api/v1/streams/{stream.id}/resume")):
+        await world.streams.chunk_upload(stream.id, key, 0)
+    await world.streams.chunk_upload(stream.id, key, 2)
+    # Reporting a stored chunk again is still harmless.
+    assert not await _chunk(world, stream, key, 1)
+
+
+async def test_resume_tells_a_restarted_broadcaster_where_its_stream_goes_on(
+    world: World,
+) -> None:
+    stream, key = await world.streams.create("Match")
+    assert await world.streams.resume(stream.id, key) == (0, 0.0, stream)
+    await world.store.put_bytes(keys.chunk(stream.id, 0), fake_chunk())
+    await world.streams.complete_chunk(stream.id, key, 0, duration=2.0, pts_start=10.0,
+                                       captured_at=None)
+    await world.store.put_bytes(keys.chunk(stream.id, 1), fake_chunk())
+    await world.streams.complete_chunk(stream.id, key, 1, duration=1.5, pts_start=12.0,
+                                       captured_at=None)
+    next_seq, next_pts, live = await world.streams.resume(stream.id, key)
+    assert (next_seq, next_pts, live.status) == (2, 13.5, VideoStatus.LIVE)
+    with pytest.raises(Unauthorized):
+        await world.streams.resume(stream.id, None)
+    with pytest.raises(Forbidden):
+        await world.streams.resume(stream.id, "x" * 43)
+    await world.streams.end(stream.id)
+    with pytest.raises(Conflict, match="the stream is ended"):
+        await world.streams.resume(stream.id, key)

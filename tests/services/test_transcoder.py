@@ -1,15 +1,20 @@
 """The transcoder: a chunk's segments are stored, recorded and announced; failures fail an
 upload but only leave a gap in a stream; the last chunk makes the video ready."""
 
+import asyncio
+from contextlib import AbstractAsyncContextManager
+
 import pytest
 
 from chunkcast.domain import events, keys
 from chunkcast.domain.videos import Segment, Video, VideoStatus
 from chunkcast.media.inputs import MediaInput
 from chunkcast.ports.media import ChunkWindow
+from chunkcast.worker.consumer import CRASHED, GiveUp, RetryBudget
 from tests.fakes import VIDEO_CODECS, fake_chunk, fake_media
 
 from .conftest import WorldFactory
+from .faulty import FAST, FaultyBus, settled, working
 from .world import SPLIT, World
 
 
@@ -230,3 +235,149 @@ async def test_a_refused_first_live_chunk_is_a_gap_and_the_next_plans(world: Wor
     await transcoder.handle(second)
     assert [s.seq for s in await world.repo.segments(stream.id, "240p")] == [1]
     assert await world.repo.jobs_done(stream.id) == 2
+
+
+# -- dependency trouble: retried while the chunk is worth it, never blamed on the media ---
+
+def _transcoding(world: World, bus: FaultyBus, *, budget: RetryBudget = FAST,
+                 give_up: GiveUp | None = None) -> AbstractAsyncContextManager[object]:
+    """The "all" group's worker, through ``bus``."""
+    transcoder = world.transcoders["all"]
+    return working(bus, events.CHUNKS, "all", transcoder.handle,
+                   give_up or transcoder.give_up, metrics=world.metrics, budget=budget)
+
+
+def _counted(world: World, name: str, **labels: str) -> float:
+    return world.metrics.registry.get_sample_value(name, labels) or 0.0
+
+
+async def test_a_live_chunk_outlasts_a_storage_outage_and_nothing_is_lost(
+    world: World,
+) -> None:
+    stream, key = await _stream(world)
+    await _push(world, stream, key, 0, fake_chunk())
+    storage = world.outages.storage
+    storage.begin()
+    bus = FaultyBus(world.bus)
+    async with _transcoding(world, bus):
+        await storage.refusals(3)  # three tries, each blamed on storage, not on the chunk
+        storage.end()
+        _, error = await settled(bus)
+    assert error is None
+    # The probe failed on the unreachable chunk (a MediaError): that was retried too.
+    assert any(url.endswith(".unreachable") for _, url in world.prober.probed)
+    assert [s.seq for s in await world.repo.segments(stream.id, "240p")] == [0]
+    assert await world.repo.jobs_done(stream.id) == 1
+    video = await world.streams.get(stream.id)
+    assert (video.status, video.error) == (VideoStatus.LIVE, None)
+    assert _counted(world, "chunkcast_retries_total", operation="chunks.handle") >= 3
+    assert _counted(world, "chunkcast_retry_budget_exhausted_total", kind="live") == 0
+
+
+async def test_a_segment_write_that_fails_for_a_while_is_retried(world: World) -> None:
+    stream, key = await _stream(world)
+    await _push(world, stream, key, 0, fake_chunk())
+    await world.work()
+    await _push(world, stream, key, 1, fake_chunk())
+    world.outages.storage.begin(after_calls=1)  # down after the first segment is written
+    bus = FaultyBus(world.bus)
+    async with _transcoding(world, bus):
+        await world.outages.storage.refusals(2)
+        world.outages.storage.end()
+        _, error = await settled(bus)
+    assert error is None
+    assert [s.seq for s in await world.repo.segments(stream.id, "360p")] == [0, 1]
+    assert await world.store.read_bytes(keys.segment(stream.id, "360p", 1)) == (
+        b"fake 360p 1 2.0")
+
+
+async def test_a_live_chunk_past_its_budget_is_a_gap_and_the_stream_can_end(
+    world: World,
+) -> None:
+    stream, key = await _stream(world)
+    await _push(world, stream, key, 0, fake_chunk())
+    await world.work()
+    await _push(world, stream, key, 1, fake_chunk())
+    world.outages.storage.begin()
+    bus = FaultyBus(world.bus)
+    async with _transcoding(world, bus, budget=RetryBudget(live_s=0.2, first_delay_s=0.01)):
+        delivery, error = await settled(bus)
+    assert delivery.event.seq == 1  # type: ignore[union-attr]
+    assert error == "storage was unreachable for 1 second"
+    assert await world.repo.jobs_done(stream.id) == 2  # the gap is a finished job
+    assert [s.seq for s in await world.repo.segments(stream.id, "240p")] == [0]
+    video = await world.streams.get(stream.id)
+    assert (video.status, video.error) == (VideoStatus.LIVE, None)
+    assert _counted(world, "chunkcast_retry_budget_exhausted_total", kind="live") == 1
+
+    world.outages.storage.end()  # storage is back: the stream goes on, then ends
+    await _push(world, stream, key, 2, fake_chunk())
+    await world.streams.end(stream.id)
+    await world.work()
+    assert (await world.streams.get(stream.id)).status is VideoStatus.ENDED
+    media = (await world.store.read_bytes(keys.media_playlist(stream.id, "240p"))).decode()
+    assert "#EXT-X-GAP" in media and media.rstrip().endswith("#EXT-X-ENDLIST")
+
+
+async def test_a_gap_is_not_acked_while_the_catalogue_cannot_record_it(world: World) -> None:
+    stream, key = await _stream(world)
+    await _push(world, stream, key, 0, fake_chunk())
+    await world.work()
+    await _push(world, stream, key, 1, fake_chunk())
+    catalogue = world.outages.catalogue
+    catalogue.begin()  # everything is down: the chunk, then its gap, cannot be recorded
+    world.outages.storage.begin()
+    bus = FaultyBus(world.bus)
+    asked = asyncio.Event()
+
+    async def give_up(event: events.ChunkUploaded, reason: str) -> None:
+        asked.set()
+        await world.transcoders["all"].give_up(event, reason)
+
+    async with _transcoding(world, bus, budget=RetryBudget(live_s=0.2, first_delay_s=0.01),
+                            give_up=give_up):
+        await asyncio.wait_for(asked.wait(), 5.0)
+        await catalogue.refusals(catalogue.refused + 3)
+        assert bus.settled.empty()
+        assert await world.bus.backlog(events.CHUNKS, "all") == 1
+        catalogue.end()
+        _, error = await settled(bus)
+    assert error == "the catalogue was unreachable for 1 second"
+    assert await world.repo.jobs_done(stream.id) == 2
+    assert (await world.streams.get(stream.id)).status is VideoStatus.LIVE
+
+
+async def test_an_upload_chunk_past_its_budget_fails_the_upload_plainly(
+    world: World,
+) -> None:
+    video, _ = await _split(world, fake_media(duration=4.0))
+    world.outages.storage.begin()
+    bus = FaultyBus(world.bus)
+    async with _transcoding(world, bus, budget=RetryBudget(vod_s=0.2, first_delay_s=0.01)):
+        await settled(bus)
+    failed = await world.videos.get(video.id)
+    assert failed.status is VideoStatus.FAILED
+    assert failed.error == "chunk 0: storage was unreachable for 1 second"
+    assert await world.statuses() == [(video.id, "failed", failed.error)]
+    assert _counted(world, "chunkcast_retry_budget_exhausted_total", kind="vod") == 1
+
+
+async def test_a_chunk_that_kept_crashing_its_worker_is_a_gap_live_and_fails_an_upload(
+    world: World,
+) -> None:
+    stream, key = await _stream(world)
+    await _push(world, stream, key, 0, fake_chunk())
+    await world.work()
+    await world.published(events.CHUNKS)
+    await _push(world, stream, key, 1, fake_chunk())
+    (live,) = await world.published(events.CHUNKS)
+    assert isinstance(live, events.ChunkUploaded)
+    video, chunks = await _split(world, fake_media(duration=4.0))
+    transcoder = world.transcoders["all"]
+
+    await transcoder.give_up(live, CRASHED)
+    await transcoder.give_up(chunks[0], CRASHED)
+
+    assert await world.repo.jobs_done(stream.id) == 2
+    assert (await world.streams.get(stream.id)).status is VideoStatus.LIVE
+    assert (await world.videos.get(video.id)).error == f"chunk 0: {CRASHED}"

@@ -36,6 +36,7 @@ async def test_complete_checks_the_upload_and_hands_it_to_the_splitter_once(
     assert await world.published(events.SOURCES) == [
         events.SourceUploaded(video.id, keys.source(video.id))]
     assert await world.statuses() == [(video.id, "uploaded", None)]
+    assert await world.repo.pending(video.id) == []
 
 
 async def test_an_empty_upload_fails_the_video(world: World) -> None:

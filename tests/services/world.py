@@ -23,6 +23,8 @@ from chunkcast.services.transcoding import TranscodeConfig, Transcoder
 from chunkcast.services.videos import Videos
 from tests.fakes import FakeEncoder, FakeProber, fake_media
 
+from .faulty import Outages
+
 ALL = {"all": ("240p", "360p", "480p", "720p", "1080p")}
 SPLIT = {"hi": ("720p", "1080p"), "lo": ("240p", "360p", "480p")}
 SECRET = "s" * 64
@@ -70,22 +72,26 @@ class World:
         self.metrics = Metrics()
         self.prober = FakeProber()
         self.encoder = FakeEncoder()
-        self.lifecycle = Lifecycle(self.repo, self.bus)
+        # The services reach the store and the catalogue through switches a test can turn
+        # off (tests.services.faulty); tests look at the real ones.
+        self.outages = Outages()
+        store, repo = self.outages.store(self.store), self.outages.repo(self.repo)
+        self.lifecycle = Lifecycle(repo, self.bus)
         self.signer = Signer(SECRET, lim.playback_url_seconds, self.clock)
-        self.playback = Playback(self.repo, self.store, self.signer, CDN, API,
+        self.playback = Playback(repo, store, self.signer, CDN, API,
                                  lim.segment_seconds, live_window=lim.live_window)
-        self.videos = Videos(self.repo, self.store, self.bus, self.lifecycle, self.metrics,
+        self.videos = Videos(repo, store, self.bus, self.lifecycle, self.metrics,
                              upload_url_seconds=3600, max_upload_bytes=lim.max_upload_bytes)
-        self.streams = Streams(self.repo, self.store, self.bus, self.lifecycle, self.playback,
+        self.streams = Streams(repo, store, self.bus, self.lifecycle, self.playback,
                                self.groups, chunk_url_seconds=60,
                                idle_timeout_s=lim.idle_timeout_s, seq_window=lim.seq_window,
                                max_chunk_bytes=lim.max_chunk_bytes)
-        self.splitter = Splitter(self.repo, self.store, self.bus, self.lifecycle, self.groups,
+        self.splitter = Splitter(repo, store, self.bus, self.lifecycle, self.groups,
                                  prober=self.prober, chunk_seconds=lim.chunk_seconds,
                                  segment_seconds=lim.segment_seconds,
                                  max_source_seconds=lim.max_source_seconds)
         self.transcoders = {
-            group: Transcoder(self.repo, self.store, self.bus, self.lifecycle, self.playback,
+            group: Transcoder(repo, store, self.bus, self.lifecycle, self.playback,
                               self.metrics,
                               TranscodeConfig(group, self.groups, lim.segment_seconds,
                                               work_dir=self.root / "work"),

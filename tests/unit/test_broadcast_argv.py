@@ -10,9 +10,11 @@ from pathlib import Path
 import pytest
 
 from chunkcast.media.broadcast_argv import (
+    AUDIO_PRIMING_S,
     BroadcastOptions,
     SourceKind,
     broadcast_argv,
+    resumed_timeline_start,
     source_kind,
     video_kbps,
 )
@@ -43,11 +45,11 @@ CLOCK = ("drawtext='fontfile=/fonts/DejaVuSans.ttf"
          ":x=(w-text_w)/2:y=h-text_h-48'")
 
 
-def _tail(chunk: str) -> list[str]:
+def _tail(chunk: str, offset: str = "1") -> list[str]:
     return [
         "-progress", "pipe:2", "-stats_period", "0.1",
         "-f", "segment", "-segment_format", "mpegts",
-        "-segment_format_options", "mpegts_copyts=1", "-initial_offset", "1",
+        "-segment_format_options", "mpegts_copyts=1", "-initial_offset", offset,
         "-segment_time", chunk, "-reset_timestamps", "0",
         "-segment_list", "pipe:1", "-segment_list_type", "csv",
         "/out/%08d.ts",
@@ -93,6 +95,29 @@ def test_testsrc_without_a_font_has_no_clock() -> None:
         *_encode("format=yuv420p", "4500k", "60", "2"),
         *_tail("2"),
     ]
+
+
+def test_a_resumed_stream_s_timeline_goes_on_where_it_ended() -> None:
+    opts = BroadcastOptions(chunk_seconds=1, timeline_start_s=734.042667)
+    assert broadcast_argv("ffmpeg", "testsrc", OUT, opts) == [
+        *HEAD,
+        "-re", "-readrate_initial_burst", "0.001", "-f", "lavfi", "-i", TESTSRC_GRAPH,
+        *_encode("format=yuv420p", "4500k", "30", "1"),
+        *_tail("1", offset="734.042667"),
+    ]
+
+
+@pytest.mark.parametrize(("next_pts", "has_audio", "start"), [
+    (0.0, True, 1.0),  # a new stream: the usual timeline offset
+    (0.0, False, 1.0),
+    # its first picture right after the stream's last one; with audio, the AAC priming
+    # (the first packet) comes one audio frame before it
+    (13.042667, True, 13.042667 - AUDIO_PRIMING_S),
+    (13.042667, False, 13.042667),
+])
+def test_a_resumed_broadcast_s_first_picture_lands_where_the_stream_ended(
+        next_pts: float, has_audio: bool, start: float) -> None:
+    assert resumed_timeline_start(next_pts, has_audio=has_audio) == pytest.approx(start)
 
 
 def test_rtmp_url_is_read_as_it_arrives_with_a_timeout() -> None:

@@ -1,25 +1,29 @@
 """`chunkcast deploy nginx`: what it refuses, and configs that nginx itself accepts."""
 
 import os
+import pwd
 import re
 import subprocess
 from pathlib import Path
 
 import pytest
-from tests.servers.nginx import NGINX
+from tests.servers.nginx import NGINX, open_folder
 
 from chunkcast.deploy.nginx import NginxPlan, write
 from chunkcast.domain.errors import InvalidInput
 
 SECRET = "ab" * 32
 EDGE_SECRET = "cd" * 32
+ME = pwd.getpwuid(os.geteuid()).pw_name
+as_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (as a service starts nginx)")
 
 
 def plan(out: Path, **changes: object) -> NginxPlan:
+    """A plan whose workers run as whoever runs the tests (who can reach ``out``)."""
     fields: dict[str, object] = {
         "apis": ["127.0.0.1:8001", "127.0.0.1:8002"], "origin": "http://127.0.0.1:8001",
         "edge_listen": "127.0.0.1:8080", "lb_listen": "8000", "playback_secret": SECRET,
-        "edge_secret": EDGE_SECRET, "out": out, **changes}
+        "edge_secret": EDGE_SECRET, "out": out, "user": ME, **changes}
     return NginxPlan(**fields)  # type: ignore[arg-type]
 
 
@@ -128,3 +132,58 @@ def test_what_would_make_a_broken_or_unsafe_config_is_refused(
     with pytest.raises(InvalidInput):
         write(plan(tmp_path, **changes))
     assert not (tmp_path / "edge.conf").exists()
+
+
+def test_the_workers_user_and_their_folders(tmp_path: Path) -> None:
+    """The configs name the worker user and its group; the cache and temp folders are that
+    user's alone (the cache holds private videos' media)."""
+    write(plan(tmp_path))
+    for name in ("edge", "lb"):
+        assert re.search(rf"^user {ME} \S+;$", (tmp_path / f"{name}.conf").read_text(),
+                         re.MULTILINE), name
+    for folder in ("cache", "temp"):
+        info = (tmp_path / folder).stat()
+        assert (info.st_uid, info.st_mode & 0o777) == (os.geteuid(), 0o700), folder
+
+
+@as_root
+def test_as_root_the_folders_are_given_to_the_worker_user(tmp_path: Path) -> None:
+    state = open_folder() / "state"
+    write(plan(tmp_path / "nginx", user="nobody", cache_dir=state))
+    nobody = pwd.getpwnam("nobody")
+    for folder in ("cache", "temp"):
+        info = (state / folder).stat()
+        assert (info.st_uid, info.st_gid, info.st_mode & 0o777) == (
+            nobody.pw_uid, nobody.pw_gid, 0o700), folder
+    edge = (tmp_path / "nginx" / "edge.conf").read_text()
+    assert f"proxy_cache_path {state}/cache/edge " in edge
+    assert f"proxy_temp_path {state}/temp/edge-proxy;" in edge
+    done = nginx_check(tmp_path / "nginx", "edge")  # as root, with a worker user
+    assert done.returncode == 0, done.stderr
+
+
+@as_root
+def test_a_cache_the_worker_user_cannot_reach_is_refused_before_anything_is_written() -> None:
+    """A folder of root's alone (0700, as /root is) on the way: nginx's workers could never
+    open their cache there."""
+    private = open_folder() / "private"
+    private.mkdir(mode=0o700)
+    with pytest.raises(InvalidInput, match=r"'nobody'.*cannot enter .*private \(mode 0700\)"):
+        write(plan(private / "nginx", user="nobody"))
+    with pytest.raises(InvalidInput, match="--cache-dir"):
+        write(plan(open_folder() / "nginx", user="nobody", cache_dir=private / "cache"))
+    assert list(private.iterdir()) == []
+
+
+@pytest.mark.parametrize("user", ["no-such-user-here", "a b", "root;"])
+def test_an_unknown_or_malformed_user_is_refused(tmp_path: Path, user: str) -> None:
+    with pytest.raises(InvalidInput, match="--user"):
+        write(plan(tmp_path / "nginx", user=user))
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="for a plain user")
+def test_a_plain_user_cannot_give_the_folders_to_another(tmp_path: Path) -> None:
+    with pytest.raises(InvalidInput, match="only root"):
+        write(plan(tmp_path / "nginx", user="root"))
+    assert list(tmp_path.iterdir()) == []

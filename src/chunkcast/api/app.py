@@ -45,6 +45,7 @@ def create_app(platform: Platform, *, run_workers: bool = False) -> FastAPI:
             settings.stop_grace_seconds))
         tasks = [asyncio.create_task(run_feed(feed, platform.bus), name="live-feed")]
         tasks.append(asyncio.create_task(_end_quiet_streams(platform), name="stream-watchdog"))
+        tasks.append(asyncio.create_task(platform.relay.run(), name="outbox-relay"))
         try:
             yield
         finally:

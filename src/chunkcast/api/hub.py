@@ -8,6 +8,7 @@ with its own token in the URLs (:class:`SignedViewer`).
 """
 
 import contextlib
+import logging
 
 from starlette.types import Send
 from starlette.websockets import WebSocket
@@ -17,8 +18,12 @@ from chunkcast.domain.errors import ChunkcastError, NotFound
 from chunkcast.domain.ids import check_rendition, check_video_id
 from chunkcast.services.live import LiveFeed, Membership
 from chunkcast.services.live_messages import SIGNATURE_SLOT, with_token
+from chunkcast.services.outages import failed_dependency
 from chunkcast.services.playback import Signer, Token
 
+log = logging.getLogger(__name__)
+
+TRY_AGAIN_LATER = 1013  # RFC 6455: the server cannot serve this now
 INIT_WAIT_S = 30.0  # how long a viewer of a rendition with no segment yet waits for one
 MAX_SEQ = 99_999_999  # as chunk reports
 
@@ -101,6 +106,14 @@ class Hub:
             seat = await self._feed.join(video_id, rendition)
         except NotFound:
             await websocket.close(1008, "no such video or rendition")
+            return
+        except Exception as exc:  # a channel not held here needs the catalogue
+            if failed_dependency(exc) is None:
+                raise
+            log.warning("viewer of %s/%s: %s unavailable", video_id, rendition,
+                        failed_dependency(exc) or "a dependency")
+            await websocket.accept()  # so the close code reaches the player, which retries
+            await websocket.close(TRY_AGAIN_LATER, "unavailable just now; try again shortly")
             return
         try:
             await self._serve(websocket, send, seat, since)

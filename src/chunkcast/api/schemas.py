@@ -1,8 +1,11 @@
 """Request and response bodies of the JSON API."""
 
 from datetime import datetime
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from chunkcast.domain.errors import InvalidInput
 
 MAX_SIZE = 2**50  # bytes; the configured upload limit is checked by the service
 
@@ -49,8 +52,19 @@ class PartDone(RequestBody):
 
 
 class CompleteUpload(RequestBody):
-    upload_id: str = Field(min_length=1, max_length=1000)
-    parts: list[PartDone] = Field(min_length=1, max_length=10_000)
+    """Empty (``{}``, or no body at all) for a single PUT; the upload id and every part's
+    ETag for a multipart upload."""
+
+    upload_id: str | None = Field(None, min_length=1, max_length=1000)
+    parts: list[PartDone] | None = Field(None, min_length=1, max_length=10_000)
+
+    def multipart(self) -> tuple[str, list[tuple[int, str]]] | None:
+        """The upload id and the parts' (number, ETag), or None for a single PUT."""
+        if self.upload_id is None and self.parts is None:
+            return None
+        if self.upload_id is None or self.parts is None:
+            raise InvalidInput("a multipart upload is completed with both upload_id and parts")
+        return self.upload_id, [(p.number, p.etag) for p in self.parts]
 
 
 class RenditionOut(BaseModel):
@@ -110,3 +124,25 @@ class StreamStatus(BaseModel):
     status: str
     viewers: int = Field(description="viewers connected to the API process that answered")
     last_chunk_at: datetime | None = Field(description="when the latest chunk was reported")
+
+
+class ResumePoint(BaseModel):
+    """Where a broadcaster (re)starting on a stream goes on, so that it overwrites nothing
+    and its timestamps keep running."""
+
+    next_seq: int = Field(description="the seq after the last chunk recorded (0 before the "
+                          "first)")
+    next_pts: float = Field(description="the end of the latest chunk on the broadcaster's "
+                            "clock, max(pts_start + duration) (0.0 before the first)")
+    status: Literal["idle", "live"]
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+
+
+class ErrorOut(BaseModel):
+    """Every error: a stable ``code`` and a ``message`` for people."""
+
+    error: ErrorDetail

@@ -16,19 +16,20 @@ arrive on their own clock, which may drift, so the minimum over the last few chu
 instead: their ``captured_at`` is the arrival time.
 """
 
-from chunkcast.broadcaster.session import add_arguments, cmd_broadcast, run_broadcast
+from chunkcast.broadcaster.command import add_arguments, cmd_broadcast, run_broadcast
 from chunkcast.broadcaster.timing import (
     CaptureClock,
     ClosedChunk,
     parse_out_time,
     parse_segment_line,
 )
-from chunkcast.broadcaster.uploads import chunk_report
+from chunkcast.broadcaster.uploads import ResumePoint, chunk_report, parse_resume
 from chunkcast.http import Verdict, backoff_s, error_message, verdict
 
 __all__ = [
     "CaptureClock",
     "ClosedChunk",
+    "ResumePoint",
     "Verdict",
     "add_arguments",
     "backoff_s",
@@ -36,6 +37,7 @@ __all__ = [
     "cmd_broadcast",
     "error_message",
     "parse_out_time",
+    "parse_resume",
     "parse_segment_line",
     "run_broadcast",
     "verdict",

@@ -21,6 +21,10 @@ CHUNK_NAME = "%08d.ts"
 # is what makes the capture time of a frame computable from its timestamp.
 _NO_BURST = "0.001"
 
+# With audio, the encode's first packet (list time 0) is the AAC encoder's priming: one frame
+# of 1024 samples at 48 kHz, before the first picture.
+AUDIO_PRIMING_S = 1024 / 48000
+
 # Contribution bitrates (capped VBR, one-chunk buffer): generous, since the platform
 # re-encodes every chunk into its ladder. Keyed by the largest height they fit.
 _VIDEO_KBPS = ((360, 1200), (480, 2000), (720, 4500), (1080, 7000))
@@ -61,6 +65,19 @@ class BroadcastOptions:
     input_options: tuple[str, ...] = ()  # extra ffmpeg options placed before ``-i``
     rw_timeout_s: float = 10.0  # network inputs: give up when nothing arrives for this long
     loglevel: str = "error"
+    has_audio: bool = True  # files: probed; the test pattern has; live inputs: assumed
+    # Media time of the first packet in the chunk files: the timeline offset for a new
+    # stream; for a broadcast that resumes one, see resumed_timeline_start.
+    timeline_start_s: float = TIMELINE_OFFSET_S
+
+
+def resumed_timeline_start(next_pts: float, *, has_audio: bool) -> float:
+    """``timeline_start_s`` of a broadcast continuing a stream whose media timeline ends at
+    ``next_pts``: its first picture lands exactly there, right after the last one sent
+    (its audio priming, when it has audio, overlaps the end of the stream's audio)."""
+    if next_pts <= 0:
+        return TIMELINE_OFFSET_S  # nothing to continue
+    return max(TIMELINE_OFFSET_S, next_pts - (AUDIO_PRIMING_S if has_audio else 0.0))
 
 
 def video_kbps(height: int | None) -> int:
@@ -147,17 +164,19 @@ def encode_args(kind: SourceKind, opts: BroadcastOptions) -> list[str]:
     ]
 
 
-def segment_args(out_dir: Path, chunk_seconds: int, segment_list: str) -> list[str]:
+def segment_args(out_dir: Path, chunk_seconds: int, segment_list: str, *,
+                 timeline_start: float = TIMELINE_OFFSET_S) -> list[str]:
     """MPEG-TS chunks ``out_dir/%08d.ts`` cut at the first keyframe after each
     ``chunk_seconds``, timestamps running on from chunk to chunk.
 
     The list's times count from the first packet (0); the files hold the same times plus
-    ``TIMELINE_OFFSET_S`` (``initial_offset``, with the MPEG-TS muxer told not to add its
-    own delay), the headroom the transcoder needs for its encoder delays."""
+    ``timeline_start`` (``initial_offset``, with the MPEG-TS muxer told not to add its own
+    delay): at least ``TIMELINE_OFFSET_S``, the headroom the transcoder needs for its
+    encoder delays, or where the stream's timeline ended when a broadcast resumes it."""
     return [
         "-f", "segment", "-segment_format", "mpegts",
         "-segment_format_options", "mpegts_copyts=1",
-        "-initial_offset", _num(TIMELINE_OFFSET_S),
+        "-initial_offset", _num(timeline_start),
         "-segment_time", str(chunk_seconds), "-reset_timestamps", "0",
         "-segment_list", segment_list, "-segment_list_type", "csv",
         str(out_dir / CHUNK_NAME),
@@ -182,5 +201,6 @@ def broadcast_argv(
         *input_args(source, kind, opts),
         *encode_args(kind, opts),
         "-progress", progress, "-stats_period", "0.1",
-        *segment_args(out_dir, opts.chunk_seconds, segment_list),
+        *segment_args(out_dir, opts.chunk_seconds, segment_list,
+                      timeline_start=opts.timeline_start_s),
     ]

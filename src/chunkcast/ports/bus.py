@@ -9,13 +9,15 @@ from chunkcast.domain.events import Event
 
 @dataclass(frozen=True)
 class Delivery:
-    """One event handed to one consumer; ``attempt`` counts deliveries (1 = first)."""
+    """One event handed to one consumer (``consumer``, the name it read under);
+    ``attempt`` counts deliveries (1 = first)."""
 
     topic: str
     group: str
     id: str
     event: Event
     attempt: int
+    consumer: str
 
 
 class SubscriptionLost(Exception):
@@ -26,7 +28,8 @@ class SubscriptionLost(Exception):
 class EventBus(Protocol):
     """Each consumer group sees every event of a topic published after the group was created;
     members of one group share them. An event read but not acked within the ack timeout is
-    handed out again (to any member), including after a restart of the process."""
+    handed out again (to any member), including after a restart of the process, unless its
+    consumer keeps it (:meth:`keep`)."""
 
     async def publish(self, topic: str, event: Event) -> str:
         """Append ``event`` to ``topic``; returns its id."""
@@ -40,6 +43,12 @@ class EventBus(Protocol):
         """Up to ``count`` events for this consumer: expired unacked ones first, then new
         ones; waits up to ``block_s`` when there are none."""
 
+    async def keep(self, delivery: Delivery) -> bool:
+        """Still working on it: the event's ack timeout starts again, without counting a
+        delivery. A consumer renews what it holds well within the ack timeout, so a long
+        job stays with it while a consumer that died loses its events after the timeout.
+        False when the event is no longer this consumer's (acked, or handed to another)."""
+
     async def ack(self, delivery: Delivery) -> None:
         """The consumer is done with this event; it is never handed out again."""
 
@@ -49,12 +58,16 @@ class EventBus(Protocol):
     async def backlog(self, topic: str, group: str) -> int:
         """Events of ``topic`` the group has not acked yet (waiting or in flight)."""
 
-    def subscribe(self, topic: str) -> AsyncIterator[Event]:
-        """Every event published to ``topic`` from now on, for as long as the iterator is
-        consumed: fan-out to every subscriber, no group, no ack (what each API process uses
-        to follow ``segments`` and ``videos``). Nothing is kept for a subscriber that is
-        not there; one that falls too far behind may be cut off (iteration raises
-        :class:`SubscriptionLost`) rather than buffered without bound."""
+    async def subscribe(self, topic: str) -> AsyncIterator[Event]:
+        """Every event published to ``topic`` after this call returns, by any process, for
+        as long as the returned iterator is consumed (where the topic ends is known before
+        the call returns): fan-out to every subscriber, no group, no ack (what each API
+        process uses to follow ``segments`` and ``videos``). Nothing is kept for a
+        subscriber that is not there; one that falls too far behind may be cut off
+        (iteration raises :class:`SubscriptionLost`) rather than buffered without bound."""
+
+    async def ping(self) -> None:
+        """Return when the bus answers; raise when it cannot be reached (readiness)."""
 
     async def close(self) -> None:
         """Release connections and files."""

@@ -1,9 +1,12 @@
-"""The catalogue: videos, renditions, segments and transcode progress."""
+"""The catalogue: videos, renditions, segments and transcode progress, and the outbox of
+events recorded with the writes they announce."""
 
-from collections.abc import Collection, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
+from chunkcast.domain.events import Event
 from chunkcast.domain.ladder import Rendition
 from chunkcast.domain.videos import (
     Chunk,
@@ -14,9 +17,25 @@ from chunkcast.domain.videos import (
     VideoStatus,
 )
 
+Announcement = tuple[str, Event]
+"""An event and its topic, to publish once the write it announces is committed."""
+
+
+@dataclass(frozen=True)
+class PendingEvent:
+    """An event in the outbox: recorded with its write, not yet known to be published."""
+
+    id: int  # grows with each event recorded: the order to publish in
+    topic: str
+    event: Event
+    created_at: datetime
+
 
 class VideoRepository(Protocol):
-    """Every write is idempotent so a redelivered event changes nothing."""
+    """Every write is idempotent so a redelivered event changes nothing. A write that must be
+    announced records its events in the outbox in the same transaction (so a state change is
+    never committed without them); they stay there until :meth:`delete_pending` or
+    :meth:`relay_pending` removes them once published."""
 
     async def add_video(self, video: Video) -> None:
         """Insert a new video."""
@@ -29,6 +48,20 @@ class VideoRepository(Protocol):
 
     async def add_chunk(self, chunk: Chunk, *, at: datetime) -> bool:
         """Record a live chunk reported at ``at``; False when it was already recorded."""
+
+    async def record_chunk(self, chunk: Chunk, announce: Announcement, *, at: datetime,
+                           went_live: Announcement) -> Sequence[PendingEvent]:
+        """:meth:`add_chunk`, and in the same transaction: a stream still idle made live
+        (``went_live``, its status event, recorded in the outbox) and ``announce`` recorded
+        in the outbox. Returns the events recorded, in order: none when the chunk was
+        already recorded (only its report time is updated then)."""
+
+    async def get_chunk(self, video_id: str, seq: int) -> Chunk | None:
+        """Chunk ``seq`` of the video, None when it was never recorded."""
+
+    async def chunk_extent(self, video_id: str) -> tuple[int, float] | None:
+        """The highest chunk seq recorded for the video and the latest end of its chunks
+        (``pts_start + duration``); None before its first chunk."""
 
     async def quiet_streams(self, before: datetime) -> Sequence[str]:
         """Ids of live streams whose last chunk was reported before ``before``."""
@@ -55,6 +88,14 @@ class VideoRepository(Protocol):
     ) -> bool:
         """Set the status (and error); with ``only_from``, only when the current status is
         one of those. Returns whether the row changed."""
+
+    async def move_status(self, video_id: str, status: VideoStatus,
+                          announce: Sequence[Announcement], *,
+                          only_from: Collection[VideoStatus], error: str | None = None
+                          ) -> Sequence[PendingEvent]:
+        """:meth:`set_status`, and when the row changed, ``announce`` (not empty) recorded in
+        the outbox in the same transaction. Returns the events recorded, in order: none
+        when the status did not change."""
 
     async def set_source_info(
         self,
@@ -113,6 +154,26 @@ class VideoRepository(Protocol):
 
     async def count_by_status(self) -> dict[str, int]:
         """Number of videos per status, for metrics."""
+
+    async def pending(self, video_id: str) -> Sequence[PendingEvent]:
+        """The video's events still in the outbox, in the order they were recorded."""
+
+    async def delete_pending(self, ids: Collection[int]) -> None:
+        """Remove published events from the outbox (ids already gone are ignored)."""
+
+    async def relay_pending(self, publish: Callable[[PendingEvent], Awaitable[None]], *,
+                            recorded_before: datetime, limit: int) -> int:
+        """Hand up to ``limit`` events recorded before ``recorded_before`` to ``publish`` in
+        the order they were recorded, and remove each that it took. The first one it raises
+        on stops the round (it and those after it stay, in order) and the error is raised
+        again. On a database server, processes relaying at once take different events
+        (one that another process holds is skipped). Returns how many were published."""
+
+    async def outbox_backlog(self) -> tuple[int, datetime | None]:
+        """How many events wait in the outbox, and when the oldest was recorded."""
+
+    async def ping(self) -> None:
+        """A trivial query: raises when the catalogue cannot be reached."""
 
     async def close(self) -> None:
         """Dispose of connections."""

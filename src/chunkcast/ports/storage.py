@@ -53,6 +53,10 @@ class ObjectStore(Protocol):
     async def ensure_ready(self) -> None:
         """Create what the store needs (a bucket) if it is missing; called at start-up."""
 
+    async def ping(self) -> None:
+        """Return when the store can be used now (its folder written and read, its bucket
+        answering); raise otherwise. Creates nothing: what readiness checks call."""
+
     @property
     def multipart(self) -> "MultipartStore | None":
         """The store's uploads in parts, when it takes them (S3); else None."""

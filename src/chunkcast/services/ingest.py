@@ -67,11 +67,24 @@ class Splitter:
         except MediaError as exc:
             await self._lifecycle.fail(event.video_id, exc.message)
 
+    async def give_up(self, event: events.SourceUploaded, reason: str) -> None:
+        """Settle a source the worker stops trying (a dependency stayed down past its retry
+        budget, or splitting it kept crashing the worker): the upload fails with
+        ``reason``."""
+        if await self._repo.get_video(event.video_id) is not None:
+            await self._lifecycle.fail(event.video_id, reason)
+
     async def _split(self, event: events.SourceUploaded) -> None:
         stored = await self._store.stat(event.key)
         if stored is None or stored.size == 0:
             raise MediaError("the uploaded file is missing or empty")
-        info = await self._prober.probe_source(await self._store.input_url(event.key))
+        try:
+            info = await self._prober.probe_source(await self._store.input_url(event.key))
+        except MediaError:
+            # The probe reads the source from storage: if storage cannot be reached now,
+            # this raises and the source is retried instead of failed as unreadable.
+            await self._store.stat(event.key)
+            raise
         if info.duration > self._max_seconds:
             raise MediaError(f"the video lasts {info.duration / 3600:.1f} hours; the limit is "
                              f"{self._max_seconds / 3600:g} hours")

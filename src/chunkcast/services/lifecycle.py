@@ -1,15 +1,16 @@
 """Status changes of a video, recorded in the catalogue and announced on the bus."""
 
 import logging
+from collections.abc import Sequence
 
 from chunkcast.domain import events
 from chunkcast.domain.errors import public_text
 from chunkcast.domain.videos import VideoStatus, check_move, sources_of
 from chunkcast.ports.bus import EventBus
-from chunkcast.ports.repository import VideoRepository
+from chunkcast.ports.repository import Announcement, VideoRepository
+from chunkcast.services.outbox import publish_recorded
 
 log = logging.getLogger(__name__)
-
 
 
 class Lifecycle:
@@ -19,16 +20,20 @@ class Lifecycle:
 
     async def move(
         self, video_id: str, status: VideoStatus, *, only_from: tuple[VideoStatus, ...],
-        error: str | None = None,
+        error: str | None = None, also: Sequence[Announcement] = (),
     ) -> bool:
         """Change the status if it is one of ``only_from`` (each a move the state machine
-        allows); announce it when it changed."""
+        allows) and announce it when it changed, with the events of ``also`` after it. The
+        change and its events are committed together (the outbox): once this returns True,
+        they reach the bus even if it is down just now."""
         for current in only_from:
             check_move(current, status)
-        changed = await self._repo.set_status(video_id, status, error=error, only_from=only_from)
-        if changed:
-            await self.announce(video_id, status, error)
-        return changed
+        changed = events.VideoStatusChanged(video_id, status.value, error)
+        recorded = await self._repo.move_status(
+            video_id, status, [(events.VIDEOS, changed), *also], only_from=only_from,
+            error=error)
+        await publish_recorded(self._repo, self._bus, recorded)
+        return bool(recorded)
 
     async def announce(self, video_id: str, status: VideoStatus, error: str | None = None
                        ) -> None:

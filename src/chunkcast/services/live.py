@@ -104,9 +104,9 @@ class LiveFeed:
             info = await self._rendition(video_id, rendition)
             if info is None:
                 raise NotFound("no such video or rendition")
-        channel = await self._open(video_id, rendition, hold=True)
-        if channel.info is None and info is not None and info.codecs is not None:
-            channel.info = info
+        # A channel already here needs nothing from the catalogue: viewers still join it
+        # while the catalogue is unreachable.
+        channel = await self._open(video_id, rendition, hold=True, info=info)
         return Membership(self, channel)
 
     def viewers(self, video_id: str) -> int:
@@ -200,9 +200,11 @@ class LiveFeed:
         return channel.video_id, channel.rendition
 
     async def _open(self, video_id: str, rendition: str, *, hold: bool,
-                    video: Video | None = None) -> Channel:
-        """The channel, created and loaded from the catalogue the first time it is needed;
-        with ``hold`` it is held (one more seat) from before the load."""
+                    video: Video | None = None, info: RenditionInfo | None = None
+                    ) -> Channel:
+        """The channel, created and loaded from the catalogue the first time it is needed
+        (``video`` and ``info``: what is already known of it); with ``hold`` it is held (one
+        more seat) from before the load."""
         key = (video_id, rendition)
         while True:
             channel = self._channels.get(key)
@@ -219,6 +221,7 @@ class LiveFeed:
                                                             video.status.value)
                 channel = Channel(video_id, rendition, window=self._window,
                                   render=self._render(state))
+                channel.info = info if info is not None and info.codecs is not None else None
                 self._channels[key] = state.channels[rendition] = channel
                 channel.seats += hold
                 try:
@@ -259,6 +262,9 @@ class LiveFeed:
         channel.flush()
         if state.complete:
             channel.skip_gaps(now, self._gap_timeout, force=True)
+        if channel.info is None:  # what viewers are sent first (see Membership.rendition)
+            info = await self._rendition(channel.video_id, channel.rendition)
+            channel.info = info if info is not None and info.codecs is not None else None
         self._touch(channel)
 
     def _release(self, channel: Channel) -> None:

@@ -37,7 +37,8 @@ async def _follow(feed: LiveFeed, bus: EventBus, topic: str,
     lost = False
     while True:
         try:
-            subscription = bus.subscribe(topic)  # registered before the catalogue is read
+            # Positioned before the catalogue is read: nothing falls between the two.
+            subscription = await bus.subscribe(topic)
             if lost:
                 await feed.resync(topic)
             async for event in subscription:

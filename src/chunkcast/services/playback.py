@@ -2,8 +2,9 @@
 when a video is complete."""
 
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 from chunkcast.domain import keys
@@ -15,8 +16,11 @@ from chunkcast.domain.signing import playback_check, playback_expiry, playback_s
 from chunkcast.domain.videos import RenditionInfo, Segment, Video, VideoKind, VideoStatus
 from chunkcast.ports.repository import VideoRepository
 from chunkcast.ports.storage import ObjectStore
+from chunkcast.services.outages import failed_dependency
 
 PRIVACY_MEMORY_S = 2.0
+LAST_GOOD_ENTRIES = 4096  # playlists whose last good answer is kept
+LAST_GOOD_BYTES = 64 * 1024**2  # and at most this much text in all
 
 
 @dataclass(frozen=True)
@@ -26,6 +30,59 @@ class Recent:
 
     first: int
     segments: Sequence[Segment]
+
+
+@dataclass(frozen=True)
+class Playlist:
+    """A playlist as served: ``growing`` when it can still change (a live stream's);
+    ``stale`` when it is the last good answer, given while a dependency is down."""
+
+    text: str
+    growing: bool
+    stale: bool = False
+
+
+PlaylistKey = tuple[str, str, bool, str | None, str | None]  # video, rendition, dvr, e, st
+
+
+class LastGood:
+    """The last good answer of each playlist, served while making a fresh one fails because
+    the catalogue (or another dependency) is unreachable. Eviction: least recently used
+    beyond ``entries`` playlists or ``size`` bytes of text (a playlist larger than an
+    eighth of that is not kept); a video's playlists when its privacy changes."""
+
+    def __init__(self, entries: int = LAST_GOOD_ENTRIES, size: int = LAST_GOOD_BYTES) -> None:
+        self._entries = entries
+        self._size = size
+        self._bytes = 0
+        self._kept: OrderedDict[PlaylistKey, Playlist] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._kept)
+
+    def put(self, key: PlaylistKey, playlist: Playlist) -> None:
+        self._drop(key)
+        if len(playlist.text) > self._size // 8:
+            return
+        self._kept[key] = playlist
+        self._bytes += len(playlist.text)
+        while len(self._kept) > self._entries or self._bytes > self._size:
+            self._drop(next(iter(self._kept)))
+
+    def get(self, key: PlaylistKey) -> Playlist | None:
+        playlist = self._kept.get(key)
+        if playlist is not None:
+            self._kept.move_to_end(key)
+        return playlist
+
+    def forget(self, video_id: str) -> None:
+        for key in [k for k in self._kept if k[0] == video_id]:
+            self._drop(key)
+
+    def _drop(self, key: PlaylistKey) -> None:
+        dropped = self._kept.pop(key, None)
+        if dropped is not None:
+            self._bytes -= len(dropped.text)
 
 
 class LiveWindow(Protocol):
@@ -136,6 +193,7 @@ class Playback:
         # Eviction: an entry is read again after PRIVACY_MEMORY_S (or replaced at once by
         # :meth:`privacy_changed`); everything is dropped beyond 10,000 videos.
         self._private: dict[str, tuple[bool | None, float]] = {}
+        self._last_good = LastGood()
 
     async def is_private(self, video_id: str) -> bool:
         """Whether a video is private; remembered for a few seconds (this is asked for every
@@ -163,6 +221,7 @@ class Playback:
     def privacy_changed(self, video_id: str, private: bool) -> None:
         """A video was made private or public (an event every API process hears): its
         objects are served accordingly from now on."""
+        self._last_good.forget(video_id)  # none of its playlists may be served as it was
         if video_id in self._private:
             self._private[video_id] = (private, time.monotonic())
 
@@ -252,6 +311,36 @@ class Playback:
                       vod=video.kind is not VideoKind.LIVE, event=growing and dvr,
                       target=self._target)
         return text, growing
+
+    async def serve_master(self, video_id: str, token: Token = (None, None)) -> Playlist:
+        """:meth:`master`, or while a dependency is down its last good answer."""
+        async def fresh() -> Playlist:
+            return Playlist(await self.master(video_id, token), growing=False)
+        return await self._serve((video_id, "", False, *token), fresh)
+
+    async def serve_media(self, video_id: str, rendition: str, *, dvr: bool = False,
+                          token: Token = (None, None), live: LiveWindow | None = None
+                          ) -> Playlist:
+        """:meth:`media`, or while a dependency is down its last good answer."""
+        async def fresh() -> Playlist:
+            text, growing = await self.media(video_id, rendition, dvr=dvr, token=token,
+                                             live=live)
+            return Playlist(text, growing)
+        return await self._serve((video_id, rendition, dvr, *token), fresh)
+
+    async def _serve(self, key: PlaylistKey, fresh: Callable[[], Awaitable[Playlist]]
+                     ) -> Playlist:
+        try:
+            playlist = await fresh()
+        except Exception as exc:
+            last = self._last_good.get(key)
+            if last is None or failed_dependency(exc) is None:
+                raise
+            if key[4] is not None:  # a signed link still has to be valid: it may expire
+                self.signer.check(key[0], (key[3], key[4]))
+            return replace(last, stale=True)
+        self._last_good.put(key, playlist)
+        return playlist
 
     async def write_static(self, video: Video) -> None:
         """Write ``master.m3u8`` and each ``{rendition}/index.m3u8`` next to the segments,

@@ -21,6 +21,7 @@ from chunkcast.ports.bus import EventBus
 from chunkcast.ports.repository import VideoRepository
 from chunkcast.ports.storage import ObjectStore, PresignedRequest
 from chunkcast.services.lifecycle import Lifecycle
+from chunkcast.services.outbox import publish_recorded
 from chunkcast.services.playback import Playback
 from chunkcast.services.transcoding import finish_if_complete
 from chunkcast.services.videos import clean_title
@@ -114,16 +115,40 @@ class Streams:
 
     async def chunk_upload(self, video_id: str, stream_key: str | None, seq: int
                            ) -> PresignedRequest:
-        """Where the broadcaster PUTs chunk ``seq``."""
+        """Where the broadcaster PUTs chunk ``seq``. A chunk already recorded is never
+        written again (a restarted broadcaster would overwrite what viewers were sent):
+        Conflict, saying where the stream goes on."""
         video = await self.authenticate(video_id, stream_key)
         self._check_open(video)
         await self._check_seq(video, seq)
+        if await self._repo.get_chunk(video.id, seq) is not None:
+            next_seq, _ = await self._resume_point(video.id)
+            raise Conflict(f"chunk {seq} is already stored; this stream continues at seq "
+                           f"{next_seq}: GET /api/v1/streams/{video.id}/resume")
         return self._store.presign_put(keys.chunk(video.id, seq), self._url_ttl)
+
+    async def resume(self, video_id: str, stream_key: str | None) -> tuple[int, float, Video]:
+        """Where a broadcaster (re)starting on this stream goes on: the seq after the last
+        chunk recorded and the end of the latest chunk on its clock (0 and 0.0 before the
+        first), and the stream. Conflict once the stream has ended or failed."""
+        video = await self.authenticate(video_id, stream_key)
+        self._check_open(video)
+        next_seq, next_pts = await self._resume_point(video.id)
+        return next_seq, next_pts, video
+
+    async def _resume_point(self, video_id: str) -> tuple[int, float]:
+        extent = await self._repo.chunk_extent(video_id)
+        if extent is None:
+            return 0, 0.0
+        last_seq, end = extent
+        return last_seq + 1, end
 
     async def complete_chunk(self, video_id: str, stream_key: str | None, seq: int, *,
                              duration: float, pts_start: float, captured_at: str | None) -> bool:
-        """Chunk ``seq`` is stored: verify it and hand it to the transcoders. Reporting the
-        same chunk again changes nothing (returns False)."""
+        """Chunk ``seq`` is stored: verify it and hand it to the transcoders. The chunk and
+        its event are committed together (the outbox), so once this returns the transcoders
+        get it even if the bus is down just now. Reporting the same chunk again changes
+        nothing (returns False), except that its event is published if it still waits."""
         video = await self.authenticate(video_id, stream_key)
         self._check_open(video)
         if not 0 < duration <= MAX_CHUNK_SECONDS:
@@ -140,13 +165,23 @@ class Streams:
                            f"{self._max_chunk_bytes}")
         chunk = Chunk(video.id, seq, key, pts_start, duration,
                       None if captured_at is None else parse_iso(captured_at, "captured_at"))
-        if not await self._repo.add_chunk(chunk, at=datetime.now(UTC)):
-            return False
-        await self._lifecycle.move(video.id, VideoStatus.LIVE, only_from=(VideoStatus.IDLE,))
-        await self._bus.publish(events.CHUNKS, events.ChunkUploaded(
-            video.id, "live", seq, key, pts_start, duration, chunk.captured_at,
-            reported_at=iso_now()))
-        return True
+        uploaded = events.ChunkUploaded(video.id, "live", seq, key, pts_start, duration,
+                                        chunk.captured_at, reported_at=iso_now())
+        went_live = events.VideoStatusChanged(video.id, VideoStatus.LIVE.value)
+        recorded = await self._repo.record_chunk(chunk, (events.CHUNKS, uploaded),
+                                                 at=datetime.now(UTC),
+                                                 went_live=(events.VIDEOS, went_live))
+        if recorded:
+            await publish_recorded(self._repo, self._bus, recorded)
+            return True
+        # Reported again: its event may still wait for the bus. It goes now, after what the
+        # stream recorded before it.
+        waiting = await self._repo.pending(video.id)
+        for i, pending in enumerate(waiting):
+            if isinstance(pending.event, events.ChunkUploaded) and pending.event.seq == seq:
+                await publish_recorded(self._repo, self._bus, waiting[:i + 1])
+                break
+        return False
 
     async def end(self, video_id: str) -> Video:
         """End the broadcast; once its last chunks are transcoded it plays as VOD."""

@@ -75,13 +75,12 @@ class Transcoder:
             try:
                 video, infos = await self._plan_live(video, event)
             except MediaError as exc:
+                await self._confirm_bad_media(event)
                 # A first chunk that is not a usable MPEG-TS stream plans nothing: it is a
                 # gap like any bad live chunk, and the next one decides the ladder.
                 log.warning("stream %s: chunk %d skipped before the ladder: %s", video.id,
                             event.seq, exc.message)
-                await self._repo.finish_job(video.id, event.seq, self._cfg.group)
-                await finish_if_complete(self._repo, self._lifecycle, self._playback,
-                                         video.id, self._cfg.groups)
+                await self._gap(video.id, event.seq)
                 return
         mine = renditions_for_group([i.rendition for i in infos], self._cfg.groups,
                                     self._cfg.group)
@@ -90,6 +89,7 @@ class Transcoder:
         try:
             segments = await self._transcode(video, event, mine, infos)
         except MediaError as exc:
+            await self._confirm_bad_media(event)
             if video.kind is VideoKind.VOD:
                 await self._lifecycle.fail(video.id, f"chunk {event.seq}: {exc.message}")
                 return
@@ -107,6 +107,33 @@ class Transcoder:
                 s.pts_start, s.duration, s.captured_at, ready_at))
         await finish_if_complete(self._repo, self._lifecycle, self._playback, video.id,
                                  self._cfg.groups)
+
+    async def give_up(self, event: events.ChunkUploaded, reason: str) -> None:
+        """Settle a chunk the worker stops trying (a dependency stayed down past the chunk's
+        retry budget, or handling it kept crashing the worker): a live chunk becomes a gap,
+        its job recorded with no segments so that the stream can still end and its replay
+        complete; an upload fails with ``reason``."""
+        video = await self._repo.get_video(event.video_id)
+        if video is None or video.status in (VideoStatus.FAILED, VideoStatus.READY):
+            return
+        if video.kind is VideoKind.VOD:
+            await self._lifecycle.fail(video.id, f"chunk {event.seq}: {reason}")
+            return
+        log.warning("stream %s: chunk %d given up, a gap: %s", video.id, event.seq, reason)
+        await self._gap(video.id, event.seq)
+
+    async def _gap(self, video_id: str, seq: int) -> None:
+        """A live chunk left out: its job is done with no segments (viewers get a gap)."""
+        await self._repo.finish_job(video_id, seq, self._cfg.group)
+        await finish_if_complete(self._repo, self._lifecycle, self._playback, video_id,
+                                 self._cfg.groups)
+
+    async def _confirm_bad_media(self, event: events.ChunkUploaded) -> None:
+        """After the probe or ffmpeg failed on the chunk: they read it from storage, so the
+        failure may be storage's. Raises (and the chunk is retried, not blamed on its media)
+        when storage cannot be reached now; a chunk whose object is there, or gone, is bad
+        media."""
+        await self._store.stat(event.key)
 
     async def _plan_live(self, video: Video, event: events.ChunkUploaded
                          ) -> tuple[Video, Sequence[RenditionInfo]]:

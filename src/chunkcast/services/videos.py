@@ -19,6 +19,7 @@ from chunkcast.ports.storage import (
     PresignedRequest,
 )
 from chunkcast.services.lifecycle import Lifecycle
+from chunkcast.services.outbox import publish_recorded
 
 MAX_TITLE = 200
 PART_SIZE = 8 * 1024**2  # preferred; larger when the upload would need too many parts
@@ -99,10 +100,13 @@ class Videos:
                        multipart: tuple[str, Sequence[tuple[int, str]]] | None = None) -> Video:
         """The client says the source is uploaded (for a multipart upload: its id and the
         parts' ETags): check it is there and start processing. Saying it again once
-        processing has started changes nothing."""
+        processing has started changes nothing, but publishes what the first call could not
+        (the bus was down) and is still waiting."""
         video = await self.get(video_id)
         if video.kind is not VideoKind.VOD:
             raise Conflict("only uploaded videos are completed; streams are ended")
+        if video.status is VideoStatus.UPLOADED:
+            await publish_recorded(self._repo, self._bus, await self._repo.pending(video.id))
         if video.status is not VideoStatus.CREATED:
             return video
         if multipart is not None:
@@ -126,11 +130,12 @@ class Videos:
             await self._lifecycle.fail(video.id, f"the uploaded file is larger than the limit "
                                                  f"of {self._max_bytes} bytes")
             return await self.get(video_id)
+        # The splitter's event is committed with the status: it cannot be lost in between.
+        source = events.SourceUploaded(video.id, keys.source(video.id))
         if await self._lifecycle.move(video.id, VideoStatus.UPLOADED,
-                                      only_from=(VideoStatus.CREATED,)):
+                                      only_from=(VideoStatus.CREATED,),
+                                      also=[(events.SOURCES, source)]):
             self._metrics.uploads.labels("ok").inc()
-            await self._bus.publish(events.SOURCES,
-                                    events.SourceUploaded(video.id, keys.source(video.id)))
         return await self.get(video_id)
 
     async def progress(self, video: Video) -> int:

@@ -261,10 +261,21 @@ class MemoryBus:
             group.in_flight[msg_id] = _InFlight(consumer, now)
             # Deliveries are journaled so a poison event's count survives crashes it causes.
             self._log(op="try", topic=topic, group=group_name, id=msg_id)
-            out.append(Delivery(topic, group_name, str(msg_id), t.messages[msg_id], attempt))
+            out.append(Delivery(topic, group_name, str(msg_id), t.messages[msg_id], attempt,
+                                consumer))
         if out:
             self._compact_if_worth_it()
         return out
+
+    async def keep(self, delivery: Delivery) -> bool:
+        # In-flight times are not journaled (a restart makes everything unacked waiting
+        # again), so neither is this.
+        group = self._topic(delivery.topic).groups.get(delivery.group)
+        held = None if group is None else group.in_flight.get(int(delivery.id))
+        if held is None or held.consumer != delivery.consumer:
+            return False
+        held.since = time.monotonic()
+        return True
 
     async def ack(self, delivery: Delivery) -> None:
         t = self._topic(delivery.topic)
@@ -302,7 +313,7 @@ class MemoryBus:
         """How many events of ``topic`` the bus holds (for operators and tests)."""
         return len(self._topic(topic).messages)
 
-    def subscribe(self, topic: str) -> AsyncIterator[Event]:
+    async def subscribe(self, topic: str) -> AsyncIterator[Event]:
         # Registered now, not at the first iteration, so nothing published after this
         # call is missed.
         subscription = _Subscription(self._subscriber_limit)
@@ -318,6 +329,9 @@ class MemoryBus:
                 yield await subscription.next()
         finally:
             subscribers.discard(subscription)
+
+    async def ping(self) -> None:
+        """In-process: always there."""
 
     async def close(self) -> None:
         if self._journal is not None:

@@ -4,8 +4,10 @@ Redis keeps what the memory bus journals: the events (stream entries), where eac
 (its last delivered id) and what is in flight (the group's pending entries list, with
 the consumer holding each entry and how many times it was delivered). An entry left
 pending longer than the ack timeout is taken over with XAUTOCLAIM, so a consumer that died
-holding it, even in another process, loses nothing. Events that could not be handled can
-be moved to a dead-letter stream.
+holding it, even in another process, loses nothing; a consumer still working on an entry
+renews it (:meth:`RedisBus.keep`: XCLAIM to itself with JUSTID, which restarts its idle time
+without counting a delivery). Events that could not be handled can be moved to a
+dead-letter stream.
 
 Retention, so that Redis's memory follows the work in flight, not history:
 
@@ -31,7 +33,6 @@ Retention, so that Redis's memory follows the work in flight, not history:
 - Dead-letter streams are trimmed to about ``max_len`` entries.
 """
 
-import asyncio
 import logging
 import math
 import time
@@ -42,7 +43,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialWithJitterBackoff
+from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
 from redis.exceptions import ConnectionError as LostConnection
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as NoAnswer
@@ -60,6 +61,7 @@ MAINTAIN_EVERY_MAX_S = 30.0  # a group's stream is trimmed at least this often w
 DEAD_CONSUMER_ACK_TIMEOUTS = 3  # idle this many ack timeouts, with nothing pending: removed
 SOCKET_TIMEOUT_S = 30.0
 SUBSCRIBE_BLOCK_MS = 5_000  # a subscriber's XREAD returns at least this often
+PING_TIMEOUT_S = 2.0  # a readiness check answers within this, retrying nothing
 BACKLOG_PAGE = 1_000
 # Ride out a Redis restart or failover of a few seconds instead of failing the caller.
 # A retried command may have run already: at-least-once delivery absorbs a doubled XADD.
@@ -77,6 +79,18 @@ if #redis.call('XINFO', 'GROUPS', KEYS[1]) == 0 then
   redis.call('XTRIM', KEYS[1], 'MAXLEN', '~', ARGV[2])
 end
 return id
+"""
+
+# Restart the idle time of entry ARGV[3] if consumer ARGV[2] of group ARGV[1] holds it;
+# returns 1 if it did. XCLAIM with JUSTID does not count a delivery; checking the holder
+# first, in the same script, keeps a late renewal from taking the entry back from a
+# consumer that claimed it meanwhile.
+KEEP_SCRIPT = """
+if #redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1, ARGV[2]) == 0 then
+  return 0
+end
+redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[3], 'JUSTID')
+return 1
 """
 
 # Remove the group's consumers idle longer than ARGV[2] ms with nothing pending; returns
@@ -136,9 +150,13 @@ class RedisBus:
         self._dead_idle_ms = DEAD_CONSUMER_ACK_TIMEOUTS * self._min_idle_ms
         # When each (topic, group) was last maintained: one entry per group read here.
         self._maintained: dict[tuple[str, str], float] = {}
+        # Commands above ride out an outage of seconds; a readiness check must not.
+        self._pinger = Redis.from_url(url, socket_timeout=PING_TIMEOUT_S,
+                                      socket_connect_timeout=PING_TIMEOUT_S,
+                                      retry=Retry(NoBackoff(), 0), single_connection_client=True)
         self._publish = self._redis.register_script(PUBLISH_SCRIPT)
+        self._keep = self._redis.register_script(KEEP_SCRIPT)
         self._forget_dead = self._redis.register_script(FORGET_DEAD_CONSUMERS_SCRIPT)
-        self._starting: set[asyncio.Task[str]] = set()
         self._closed = False
 
     def stream_key(self, topic: str) -> str:
@@ -148,10 +166,6 @@ class RedisBus:
         return f"{self._prefix}:dead:{topic}"
 
     async def publish(self, topic: str, event: Event) -> str:
-        if self._starting:
-            # A subscription opened before this publish must see it: let it learn where
-            # the stream ends first.
-            await asyncio.wait(set(self._starting))
         msg_id = await self._publish(keys=[self.stream_key(topic)],
                                      args=[encode(event), self._max_len])
         return _text(msg_id)
@@ -176,7 +190,8 @@ class RedisBus:
                 fresh = await self._redis.xreadgroup(
                     group, consumer, {key: ">"}, count=count - len(out),
                     block=None if wait else max(1, round(block_s * 1000)))
-                out += await self._deliveries(topic, group, _read_entries(fresh), {})
+                out += await self._deliveries(topic, group, consumer, _read_entries(fresh),
+                                              {})
         except ResponseError as exc:
             if "NOGROUP" in str(exc) or "no such key" in str(exc):
                 raise KeyError(f"no consumer group {group!r} on topic {topic!r}") from exc
@@ -229,7 +244,7 @@ class RedisBus:
                 break
         if not claimed:
             return []
-        return await self._deliveries(topic, group, claimed, await self._attempts(
+        return await self._deliveries(topic, group, consumer, claimed, await self._attempts(
             key, group, [msg_id for msg_id, _ in claimed]))
 
     async def _attempts(self, key: str, group: str, ids: list[str]) -> dict[str, int]:
@@ -242,7 +257,8 @@ class RedisBus:
                 for reply in replies for row in reply}
 
     async def _deliveries(
-        self, topic: str, group: str, entries: list[Entry], attempts: dict[str, int]
+        self, topic: str, group: str, consumer: str, entries: list[Entry],
+        attempts: dict[str, int],
     ) -> list[Delivery]:
         out = []
         for msg_id, data in entries:
@@ -256,8 +272,14 @@ class RedisBus:
                 log.error("%s/%s: unreadable event %s: %s", topic, group, msg_id, exc)
                 await self._bury(topic, group, msg_id, data, f"unreadable: {exc}", 1)
                 continue
-            out.append(Delivery(topic, group, msg_id, event, attempts.get(msg_id, 1)))
+            out.append(Delivery(topic, group, msg_id, event, attempts.get(msg_id, 1),
+                                consumer))
         return out
+
+    async def keep(self, delivery: Delivery) -> bool:
+        kept = await self._keep(keys=[self.stream_key(delivery.topic)],
+                                args=[delivery.group, delivery.consumer, delivery.id])
+        return bool(int(kept))
 
     async def ack(self, delivery: Delivery) -> None:
         await self._redis.xack(self.stream_key(delivery.topic), delivery.group, delivery.id)
@@ -313,21 +335,17 @@ class RedisBus:
                 return total
             start = f"({_text(page[-1][0])}"
 
-    def subscribe(self, topic: str) -> AsyncIterator[Event]:
-        # Where the stream ends is asked now, not at the first iteration, so nothing
-        # published after this call is missed (publishes from this bus wait for the answer).
+    async def subscribe(self, topic: str) -> AsyncIterator[Event]:
+        # Where the stream ends is known before this returns, so an entry any process adds
+        # afterwards comes after it (stream ids only grow) and is read.
         key = self.stream_key(topic)
-        start = asyncio.get_running_loop().create_task(self._last_id(key))
-        self._starting.add(start)
-        start.add_done_callback(self._starting.discard)
-        return self._follow(topic, key, start)
+        return self._follow(topic, key, await self._last_id(key))
 
     async def _last_id(self, key: str) -> str:
         newest = await self._redis.xrevrange(key, count=1)
         return _text(newest[0][0]) if newest else "0-0"
 
-    async def _follow(self, topic: str, key: str, start: asyncio.Task[str]) -> AsyncIterator[Event]:
-        last = await start
+    async def _follow(self, topic: str, key: str, last: str) -> AsyncIterator[Event]:
         while True:
             reply = await self._redis.xread({key: last}, count=100, block=SUBSCRIBE_BLOCK_MS)
             for msg_id, data in _read_entries(reply):
@@ -341,12 +359,14 @@ class RedisBus:
                     continue
                 yield event
 
+    async def ping(self) -> None:
+        await self._pinger.ping()
+
     async def close(self) -> None:
         if self._closed:
             return
         self._closed = True
-        for task in self._starting:
-            task.cancel()
+        await self._pinger.aclose()
         await self._redis.aclose()
 
 

@@ -86,3 +86,22 @@ class SegmentRow(Base):
     pts_start: Mapped[float] = mapped_column(Float)
     duration: Mapped[float] = mapped_column(Float)
     captured_at: Mapped[str | None] = mapped_column(String(32))
+
+
+class OutboxRow(Base):
+    """An event recorded in the transaction of the write it announces, until it is on the
+    bus. Owner: the repository; rows are deleted once published (by the writer right after
+    its commit, or by the relay), so the table holds only what the bus has not taken yet."""
+
+    __tablename__ = "outbox"
+    # Ids are never reused (SQLite's AUTOINCREMENT): a writer deleting the row it published
+    # cannot hit a newer event that took the id of one the relay deleted meanwhile.
+    __table_args__ = {"sqlite_autoincrement": True}
+
+    # BigInteger on PostgreSQL; SQLite autoincrements only an INTEGER primary key.
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"),
+                                    primary_key=True, autoincrement=True)
+    topic: Mapped[str] = mapped_column(String(32))
+    video_id: Mapped[str] = mapped_column(String(32), index=True)
+    payload: Mapped[str] = mapped_column(Text)  # events.encode(event)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -1,15 +1,29 @@
 """The catalogue on SQL (SQLite via aiosqlite, PostgreSQL via asyncpg)."""
 
-from collections.abc import Collection, Iterator, Sequence
+import logging
+from collections.abc import Awaitable, Callable, Collection, Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, event, func, select, update
+from sqlalchemy import delete, event, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 
-from chunkcast.adapters.db.models import ChunkJobRow, ChunkRow, RenditionRow, SegmentRow, VideoRow
+from chunkcast.adapters.db.models import (
+    ChunkJobRow,
+    ChunkRow,
+    OutboxRow,
+    RenditionRow,
+    SegmentRow,
+    VideoRow,
+)
 from chunkcast.config import Settings
+from chunkcast.domain import events
 from chunkcast.domain.clock import as_utc, utc_now
 from chunkcast.domain.ladder import Rendition
 from chunkcast.domain.videos import (
@@ -20,11 +34,26 @@ from chunkcast.domain.videos import (
     VideoKind,
     VideoStatus,
 )
+from chunkcast.ports.repository import Announcement, PendingEvent
+
+log = logging.getLogger(__name__)
+
+# A database server that stops answering must not hold a request for long: connecting, each
+# statement and waiting for a pooled connection give up after a few seconds (PostgreSQL).
+CONNECT_TIMEOUT_S = 3.0
+COMMAND_TIMEOUT_S = 5.0
+POOL_TIMEOUT_S = 5.0
 
 
-def make_engine(url: str) -> AsyncEngine:
-    """An async engine; SQLite gets WAL and a busy timeout so workers and API can share it."""
-    engine = create_async_engine(url, pool_pre_ping=not url.startswith("sqlite"))
+def make_engine(url: str, *, bounded: bool = False) -> AsyncEngine:
+    """An async engine; SQLite gets WAL and a busy timeout so workers and API can share it.
+    With ``bounded``, a PostgreSQL engine gives up on a dead server after a few seconds
+    (migrations, which may wait for each other, are not bounded)."""
+    options: dict[str, Any] = {"pool_pre_ping": not url.startswith("sqlite")}
+    if bounded and url.startswith("postgresql"):
+        options |= {"pool_timeout": POOL_TIMEOUT_S, "connect_args": {
+            "timeout": CONNECT_TIMEOUT_S, "command_timeout": COMMAND_TIMEOUT_S}}
+    engine = create_async_engine(url, **options)
     if engine.dialect.name == "sqlite":
 
         @event.listens_for(engine.sync_engine, "connect")
@@ -62,6 +91,18 @@ def _video(row: VideoRow) -> Video:
     )
 
 
+def _decoded(rows: Iterable[OutboxRow]) -> Iterator[PendingEvent]:
+    """The events of outbox rows; one this version cannot read (written by a newer one) is
+    left where it is for a process that can."""
+    for row in rows:
+        try:
+            event = events.decode(row.payload)
+        except (ValueError, KeyError, TypeError):
+            log.error("outbox event %s cannot be read; left in the outbox", row.id)
+            continue
+        yield PendingEvent(row.id, row.topic, event, as_utc(row.created_at))
+
+
 class SqlVideoRepository:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
@@ -89,15 +130,44 @@ class SqlVideoRepository:
 
     async def add_chunk(self, chunk: Chunk, *, at: datetime) -> bool:
         async with self._session.begin() as s:
-            result = await s.execute(self._insert(ChunkRow).values(
-                video_id=chunk.video_id, seq=chunk.seq, key=chunk.key,
-                pts_start=chunk.pts_start, duration=chunk.duration,
-                captured_at=chunk.captured_at,
-            ).on_conflict_do_nothing())
-            inserted = bool(getattr(result, "rowcount", 0))
-            await s.execute(update(VideoRow).where(VideoRow.id == chunk.video_id).values(
-                last_chunk_at=as_utc(at)))
-            return inserted
+            return await self._add_chunk(s, chunk, at)
+
+    async def _add_chunk(self, s: AsyncSession, chunk: Chunk, at: datetime) -> bool:
+        result = await s.execute(self._insert(ChunkRow).values(
+            video_id=chunk.video_id, seq=chunk.seq, key=chunk.key,
+            pts_start=chunk.pts_start, duration=chunk.duration,
+            captured_at=chunk.captured_at,
+        ).on_conflict_do_nothing())
+        await s.execute(update(VideoRow).where(VideoRow.id == chunk.video_id).values(
+            last_chunk_at=as_utc(at)))
+        return bool(getattr(result, "rowcount", 0))
+
+    async def record_chunk(self, chunk: Chunk, announce: Announcement, *, at: datetime,
+                           went_live: Announcement) -> Sequence[PendingEvent]:
+        async with self._session.begin() as s:
+            if not await self._add_chunk(s, chunk, at):
+                return []
+            recorded = []
+            moved = await s.execute(update(VideoRow).where(
+                VideoRow.id == chunk.video_id, VideoRow.status == VideoStatus.IDLE.value,
+            ).values(status=VideoStatus.LIVE.value, error=None, updated_at=utc_now()))
+            if getattr(moved, "rowcount", 0):
+                recorded.append(await self._record(s, chunk.video_id, went_live))
+            recorded.append(await self._record(s, chunk.video_id, announce))
+            return recorded
+
+    async def get_chunk(self, video_id: str, seq: int) -> Chunk | None:
+        async with self._session() as s:
+            r = await s.get(ChunkRow, (video_id, seq))
+            return Chunk(r.video_id, r.seq, r.key, r.pts_start, r.duration,
+                         r.captured_at) if r else None
+
+    async def chunk_extent(self, video_id: str) -> tuple[int, float] | None:
+        async with self._session() as s:
+            row = (await s.execute(
+                select(func.max(ChunkRow.seq), func.max(ChunkRow.pts_start + ChunkRow.duration))
+                .where(ChunkRow.video_id == video_id))).one()
+        return None if row[0] is None else (int(row[0]), float(row[1]))
 
     async def quiet_streams(self, before: datetime) -> Sequence[str]:
         async with self._session() as s:
@@ -148,6 +218,28 @@ class SqlVideoRepository:
                 query.values(status=status.value, error=error, updated_at=utc_now())
             )
             return bool(getattr(result, "rowcount", 0))
+
+    async def move_status(self, video_id: str, status: VideoStatus,
+                          announce: Sequence[Announcement], *,
+                          only_from: Collection[VideoStatus], error: str | None = None
+                          ) -> Sequence[PendingEvent]:
+        async with self._session.begin() as s:
+            result = await s.execute(update(VideoRow).where(
+                VideoRow.id == video_id, VideoRow.status.in_([v.value for v in only_from]),
+            ).values(status=status.value, error=error, updated_at=utc_now()))
+            if not getattr(result, "rowcount", 0):
+                return []
+            return [await self._record(s, video_id, a) for a in announce]
+
+    async def _record(self, s: AsyncSession, video_id: str, announce: Announcement
+                      ) -> PendingEvent:
+        """Add an event to the outbox within the write's transaction ``s``."""
+        topic, event = announce
+        at = utc_now()
+        recorded = await s.execute(self._insert(OutboxRow).values(
+            topic=topic, video_id=video_id, payload=events.encode(event), created_at=at,
+        ).returning(OutboxRow.id))
+        return PendingEvent(int(recorded.scalar_one()), topic, event, at)
 
     async def set_source_info(
         self,
@@ -285,10 +377,56 @@ class SqlVideoRepository:
             )
             return {status: int(n) for status, n in rows}
 
+    async def pending(self, video_id: str) -> Sequence[PendingEvent]:
+        async with self._session() as s:
+            rows = await s.scalars(select(OutboxRow).where(OutboxRow.video_id == video_id)
+                                   .order_by(OutboxRow.id))
+            return list(_decoded(rows))
+
+    async def delete_pending(self, ids: Collection[int]) -> None:
+        if not ids:
+            return
+        async with self._session.begin() as s:
+            await s.execute(delete(OutboxRow).where(OutboxRow.id.in_(list(ids))))
+
+    async def relay_pending(self, publish: Callable[[PendingEvent], Awaitable[None]], *,
+                            recorded_before: datetime, limit: int) -> int:
+        query = (select(OutboxRow).where(OutboxRow.created_at < as_utc(recorded_before))
+                 .order_by(OutboxRow.id).limit(limit))
+        if self._engine.dialect.name == "postgresql":
+            # Held until the commit below: another process's relay skips these rows. (SQLite
+            # has one writer; duplicates there are harmless anyway.)
+            query = query.with_for_update(skip_locked=True)
+        failure: Exception | None = None
+        async with self._session.begin() as s:
+            published = []
+            for pending in _decoded(await s.scalars(query)):
+                try:
+                    await publish(pending)
+                except Exception as exc:  # any bus error: what was published is still removed
+                    failure = exc
+                    break
+                published.append(pending.id)
+            if published:
+                await s.execute(delete(OutboxRow).where(OutboxRow.id.in_(published)))
+        if failure is not None:
+            raise failure
+        return len(published)
+
+    async def outbox_backlog(self) -> tuple[int, datetime | None]:
+        async with self._session() as s:
+            count, oldest = (await s.execute(
+                select(func.count(), func.min(OutboxRow.created_at)))).one()
+        return int(count), as_utc(oldest) if oldest is not None else None
+
+    async def ping(self) -> None:
+        async with self._engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+
     async def close(self) -> None:
         await self._engine.dispose()
 
 
 def open_repository(url: str, settings: Settings) -> SqlVideoRepository:
     """Any SQLAlchemy async URL (``sqlite+aiosqlite://``, ``postgresql+asyncpg://``)."""
-    return SqlVideoRepository(make_engine(url))
+    return SqlVideoRepository(make_engine(url, bounded=True))

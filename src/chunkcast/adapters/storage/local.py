@@ -12,6 +12,7 @@ import anyio
 
 from chunkcast.config import Settings
 from chunkcast.domain import keys
+from chunkcast.domain.errors import Unavailable
 from chunkcast.domain.signing import signature
 from chunkcast.ports.storage import ObjectInfo, PresignedRequest
 
@@ -122,6 +123,27 @@ class LocalObjectStore:
 
     async def ensure_ready(self) -> None:
         return None  # the folders are made in the constructor
+
+    async def ping(self) -> None:
+        await anyio.to_thread.run_sync(self._ping)
+
+    def _ping(self) -> None:
+        """A small file written, read back and removed where objects are written."""
+        try:
+            fd, temp = self.temp_file()
+        except OSError as exc:  # the folder is gone (a disk unmounted) or not ours
+            raise Unavailable("the storage folder cannot be written",
+                              dependency="storage") from exc
+        try:
+            with os.fdopen(fd, "w+b") as probe:
+                probe.write(b"ping")
+                probe.flush()
+                probe.seek(0)
+                if probe.read() != b"ping":
+                    raise Unavailable("the storage folder gave back other bytes",
+                                      dependency="storage")
+        finally:
+            temp.unlink(missing_ok=True)
 
     async def close(self) -> None:
         return None

@@ -24,7 +24,7 @@ from botocore.exceptions import ClientError
 
 from chunkcast.config import Settings
 from chunkcast.domain import keys
-from chunkcast.domain.errors import InvalidInput
+from chunkcast.domain.errors import InvalidInput, Unavailable
 from chunkcast.domain.media_types import cache_control_for, content_type_for
 from chunkcast.ports.storage import (
     MAX_PART_SIZE,
@@ -92,6 +92,20 @@ class S3ObjectStore:
                 elif _status(exc) != 403:  # 403: it exists, but we may not list it
                     raise
             self._bucket_ready = True
+
+    async def ping(self) -> None:
+        await anyio.to_thread.run_sync(self._ping)
+
+    def _ping(self) -> None:
+        """HeadBucket: the server answers and the bucket is there (403: it is, but these
+        keys may not list it, as in :meth:`_ensure_bucket`)."""
+        try:
+            self._client.head_bucket(Bucket=self.bucket)
+        except ClientError as exc:
+            if _status(exc) == 404:
+                raise Unavailable("the bucket does not exist", dependency="storage") from exc
+            if _status(exc) != 403:
+                raise
 
     def _create_bucket(self) -> None:
         region = self._client.meta.region_name

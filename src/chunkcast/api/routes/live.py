@@ -16,8 +16,17 @@ from chunkcast.api.deps import (
     require_admin,
 )
 from chunkcast.api.routes.videos import video_out
-from chunkcast.api.schemas import Playback, RequestBody, StreamStatus, UploadTarget, VideoOut
+from chunkcast.api.schemas import (
+    ErrorOut,
+    Playback,
+    RequestBody,
+    ResumePoint,
+    StreamStatus,
+    UploadTarget,
+    VideoOut,
+)
 from chunkcast.domain.errors import ChunkcastError, Expired, NotFound
+from chunkcast.domain.videos import VideoStatus
 from chunkcast.services.streams import MAX_CHUNK_SECONDS
 
 router = APIRouter(tags=["live"])
@@ -86,10 +95,29 @@ async def rotate_key(video_id: str, streams: StreamsDep) -> dict[str, str]:
     return {"stream_key": await streams.rotate_key(video_id)}
 
 
-@router.post("/api/v1/streams/{video_id}/chunks", status_code=201)
+@router.get("/api/v1/streams/{video_id}/resume", responses={
+    401: {"model": ErrorOut, "description": "no stream key"},
+    403: {"model": ErrorOut, "description": "wrong stream key"},
+    404: {"model": ErrorOut, "description": "no such stream"},
+    409: {"model": ErrorOut, "description": "the stream has ended or failed"}})
+async def resume(video_id: str, streams: StreamsDep,
+                 x_stream_key: StreamKey = None) -> ResumePoint:
+    """Where a broadcaster starting (or restarting) on this stream goes on: the next seq
+    and the end of the latest chunk on its clock, so it overwrites nothing and viewers see
+    continuous timestamps. A broadcaster calls it before its first chunk."""
+    next_seq, next_pts, video = await streams.resume(video_id, x_stream_key)
+    return ResumePoint(next_seq=next_seq, next_pts=next_pts,
+                       status="live" if video.status is VideoStatus.LIVE else "idle")
+
+
+@router.post("/api/v1/streams/{video_id}/chunks", status_code=201, responses={
+    409: {"model": ErrorOut, "description": "the stream has ended or failed, or chunk `seq` "
+          "is already stored (the message says at which seq the stream continues; see "
+          "`GET /api/v1/streams/{id}/resume`)"},
+    422: {"model": ErrorOut, "description": "`seq` is outside the stream's seq window"}})
 async def chunk_upload(video_id: str, body: ChunkReport, streams: StreamsDep,
                        x_stream_key: StreamKey = None) -> ChunkUpload:
-    """A pre-signed PUT for chunk ``seq``."""
+    """A pre-signed PUT for chunk ``seq``; never for a chunk already stored."""
     if body.seq is None:
         raise ChunkcastError("seq is required")
     target = await streams.chunk_upload(video_id, x_stream_key, body.seq)
@@ -102,7 +130,9 @@ async def chunk_upload(video_id: str, body: ChunkReport, streams: StreamsDep,
 async def chunk_complete(video_id: str, seq: Annotated[int, Path(ge=0, le=99_999_999)],
                          body: ChunkReport, streams: StreamsDep,
                          x_stream_key: StreamKey = None) -> ChunkAccepted:
-    """Chunk ``seq`` is stored: transcode it. Reporting it twice changes nothing."""
+    """Chunk ``seq`` is stored: transcode it. Reporting it twice changes nothing (``new``
+    is false). Accepted means recorded: the transcoders get it even if the event bus is
+    down at that moment."""
     new = await streams.complete_chunk(
         video_id, x_stream_key, seq, duration=body.duration, pts_start=body.pts_start,
         captured_at=body.captured_at)

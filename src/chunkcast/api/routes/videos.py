@@ -69,9 +69,9 @@ async def create_video(body: CreateVideo, videos: VideosDep,
 @router.post("/{video_id}/complete", status_code=202, dependencies=[AdminDep])
 async def complete_upload(video_id: str, videos: VideosDep, playback: PlaybackDep,
                           body: CompleteUpload | None = None) -> VideoOut:
-    """The source is uploaded (for a multipart upload: with its parts' ETags): verify it and
-    start processing."""
-    multipart = (body.upload_id, [(p.number, p.etag) for p in body.parts]) if body else None
+    """The source is uploaded (for a multipart upload: with its parts' ETags; otherwise no
+    body or ``{}``): verify it and start processing. Calling it again changes nothing."""
+    multipart = body.multipart() if body else None
     return await video_out(videos, playback, await videos.complete(video_id, multipart))
 
 

@@ -1,0 +1,185 @@
+"""Running an API process under uvicorn: a stop in order, and a console people can read.
+
+On SIGTERM or Ctrl-C, ``before_stop`` runs first (``chunkcast up --demo`` stops its demo
+broadcaster, which ends its stream while the API still answers), then uvicorn shuts down
+gracefully; the process then exits normally, so the callers' ``finally`` blocks run.
+
+``up`` publishes its run file (:mod:`chunkcast.runfile`) once it listens, and removes it when
+it stops, so the CLI run from the same data dir finds it, port included.
+"""
+
+import contextlib
+import gc
+import json
+import logging
+import logging.handlers
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import FrameType
+from typing import Any, TextIO
+
+import uvicorn
+from starlette.types import ASGIApp
+
+from chunkcast import runfile
+from chunkcast.config import Settings
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+LOG_FILE_BYTES, LOG_FILE_BACKUPS = 20 * 1024**2, 3  # the log file: at most ~80 MB in all
+CHUNK_TIMING = "chunk timing %s"  # the per-chunk line of services/transcoding.py
+SUMMARY_EVERY_S = 60.0
+STARTUP_FAILURE = 3  # uvicorn's exit code for a server that could not start
+
+
+class ChunkTimingSummary(logging.StreamHandler[TextIO]):
+    """The ``up`` console: the log as usual, except the per-chunk timing lines (one per
+    chunk and rendition group, every second; kept whole in the log file, where
+    bench/latency.py reads them), summed up here at most once a minute."""
+
+    def __init__(self, stream: TextIO | None = None, *, every_s: float = SUMMARY_EVERY_S
+                 ) -> None:
+        super().__init__(stream or sys.stderr)
+        self._every_s = every_s
+        self._count = 0
+        self._transcode_s = 0.0
+        self._since = time.monotonic()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.msg != CHUNK_TIMING:
+            super().emit(record)
+            return
+        self._count += 1  # emit runs under the handler's lock
+        args = record.args if isinstance(record.args, tuple) else ()
+        with contextlib.suppress(ValueError, KeyError, TypeError, IndexError):
+            self._transcode_s += float(json.loads(str(args[0]))["transcode_s"])
+        elapsed = time.monotonic() - self._since
+        if elapsed < self._every_s:
+            return
+        super().emit(logging.makeLogRecord({
+            **record.__dict__, "args": (),
+            "msg": f"chunk transcodes in the last {elapsed:.0f} s: {self._count}, "
+                   f"{self._transcode_s / self._count:.2f} s each on average "
+                   "(each one is in the log file)"}))
+        self._count, self._transcode_s, self._since = 0, 0.0, time.monotonic()
+
+
+def log_to(path: Path, *, console: TextIO | None = None) -> None:
+    """The whole log (INFO) into ``path`` (rotated), and a console that sums up the
+    per-chunk lines instead of printing each."""
+    root = logging.getLogger()
+    for handler in root.handlers[:]:
+        root.removeHandler(handler)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for handler in (logging.handlers.RotatingFileHandler(
+                        path, maxBytes=LOG_FILE_BYTES, backupCount=LOG_FILE_BACKUPS,
+                        encoding="utf-8"),
+                    ChunkTimingSummary(console)):
+        handler.setFormatter(logging.Formatter(LOG_FORMAT))
+        root.addHandler(handler)
+    root.setLevel(logging.INFO)
+
+
+class _Stopped(Exception):
+    """SIGTERM came back from uvicorn after it shut down: unwind instead of dying."""
+
+
+def _raise_stopped(signum: int, frame: FrameType | None) -> None:
+    raise _Stopped
+
+
+class _Server(uvicorn.Server):
+    """uvicorn, which tells ``on_listening`` the address it bound once it accepts
+    connections, and on the first stop signal runs ``before_stop`` (in a thread: a signal
+    handler must return at once) and only then shuts down."""
+
+    def __init__(self, config: uvicorn.Config, before_stop: Callable[[], None] | None,
+                 on_listening: Callable[[Any], None]) -> None:
+        super().__init__(config)
+        self._before_stop = before_stop
+        self._on_listening = on_listening
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started:
+            listening = [s for server in self.servers for s in server.sockets]
+            # an IPv4 address first: the one a local client tries first
+            listening.sort(key=lambda s: s.family != socket.AF_INET)
+            self._on_listening(listening[0].getsockname())
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        before_stop, self._before_stop = self._before_stop, None
+        if before_stop is None:  # nothing to do first, or a second signal: as uvicorn does
+            super().handle_exit(sig, frame)
+            return
+
+        def stop_in_order() -> None:
+            try:
+                before_stop()
+            finally:
+                uvicorn.Server.handle_exit(self, sig, frame)
+
+        threading.Thread(target=stop_in_order, name="stopping", daemon=True).start()
+
+
+class _Published:
+    """This run's file in ``data_dir``: written once the server listens, removed when it
+    stops."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self._data_dir = data_dir
+        self.key = runfile.new_key()
+        self._run: runfile.RunFile | None = None
+
+    def listening(self, sockname: Any) -> None:
+        self._run = runfile.RunFile(runfile.served_url(sockname), os.getpid(), self.key)
+        runfile.write(self._data_dir, self._run)
+
+    def withdraw(self) -> None:
+        if self._run is not None:
+            runfile.remove(self._data_dir, self._run)
+
+
+def serve(settings: Settings, host: str, port: int, *, run_workers: bool,
+          log_file: Path | None = None, before_stop: Callable[[], None] | None = None,
+          run_file: bool = False) -> int:
+    """Serve until SIGTERM or Ctrl-C (then 0), or 3 when the server could not start.
+    ``log_file``: see :func:`log_to`; ``run_file``: publish the run file in the data dir
+    while serving (``up``)."""
+    from chunkcast.adapters.db.migrate import upgrade
+    from chunkcast.api.app import create_app
+    from chunkcast.runtime import open_platform
+
+    upgrade(settings.database_url)
+    app: ASGIApp = create_app(open_platform(settings), run_workers=run_workers)
+    published = _Published(settings.data_dir) if run_file else None
+    if published is not None:
+        app = runfile.ProvesRun(app, published.key)
+    # A server holding thousands of long-lived connections: keep start-up objects out of
+    # the collector's way and collect the young generation less often.
+    gc.freeze()
+    gc.set_threshold(20_000, 20, 20)
+    config = uvicorn.Config(app, host=host, port=port, log_level="info", access_log=False,
+                            ws_max_size=1 << 16, ws_per_message_deflate=False,
+                            timeout_graceful_shutdown=10)
+    if log_file is not None:  # after uvicorn's Config, which sets up its own loggers
+        log_to(log_file)
+    server = _Server(config, before_stop,
+                     published.listening if published is not None else lambda _: None)
+    # uvicorn raises the stopping signal again once it is down; SIGTERM then unwinds here
+    # rather than ending the process on the spot.
+    previous = signal.signal(signal.SIGTERM, _raise_stopped)
+    try:
+        server.run()
+    except (_Stopped, KeyboardInterrupt):
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        if published is not None:
+            published.withdraw()
+    return 0 if server.started else STARTUP_FAILURE

@@ -1,0 +1,239 @@
+"""A "host" of its own for a role under test (the workers): a network namespace joined to the
+root namespace by a veth pair, and the faults of that link.
+
+The namespace, its veth pair and its addresses (private, 10.231.N.0/29) are made by the test
+under names derived from its PID and removed by name on exit, even after a failure; what a
+killed run left behind (its PID gone) is removed before a new namespace is made. Needs root
+and iproute2.
+
+Faults:
+- :meth:`Link.partition`: what the namespace sends to one address of the root side is
+  dropped silently (its neighbour entry names a MAC nobody has), as on a dead link: open
+  connections hang, new ones time out. Everything else still flows.
+- delay: this kernel has no netem, so the namespace reaches the servers through
+  :class:`Relays`, TCP relays in the root namespace (one address each, so that one server can
+  be partitioned alone) that hold every chunk of data for ``delay_s``, each way.
+"""
+
+import asyncio
+import contextlib
+import os
+import re
+import secrets
+import shutil
+import subprocess
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+NAME = re.compile(r"^chunkcast-(\d+)-(\d+)$")
+NOBODY_MAC = "02:00:00:00:0d:ad"  # locally administered, on no interface
+EXTRA_HOSTS = (3, 4, 5, 6)  # the root side's addresses besides .1 (.2 is the namespace's)
+
+
+class NetnsUnavailable(RuntimeError):
+    """Not root, no iproute2, or the kernel refuses namespaces."""
+
+
+def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run(["ip", *args], capture_output=True, text=True, check=False)
+    if check and done.returncode != 0:
+        raise RuntimeError(f"ip {' '.join(args)}: {done.stderr.strip()}")
+    return done
+
+
+@dataclass(frozen=True)
+class Link:
+    """A namespace and its veth pair: ``host_if`` (root side, ``{subnet}.1`` and the extra
+    addresses) and ``ns_if`` (inside, ``{subnet}.2``)."""
+
+    namespace: str
+    host_if: str
+    ns_if: str
+    subnet: str  # the first three octets
+
+    @property
+    def ns_address(self) -> str:
+        return f"{self.subnet}.2"
+
+    @property
+    def host_addresses(self) -> tuple[str, ...]:
+        """The root side's addresses, each of which the namespace reaches over the link."""
+        return (f"{self.subnet}.1", *(f"{self.subnet}.{n}" for n in EXTRA_HOSTS))
+
+    def exec_argv(self, argv: list[str]) -> list[str]:
+        """``argv`` run inside the namespace (``ip netns exec`` execs it: same PID)."""
+        return ["ip", "netns", "exec", self.namespace, *argv]
+
+    @contextlib.contextmanager
+    def partition(self, address: str) -> Iterator[None]:
+        """Drop, silently, what the namespace sends to ``address`` until the block ends."""
+        _ip("-n", self.namespace, "neigh", "replace", address, "lladdr", NOBODY_MAC, "dev",
+            self.ns_if, "nud", "permanent")
+        try:
+            yield
+        finally:  # the real neighbour is looked up again on the next packet
+            _ip("-n", self.namespace, "neigh", "del", address, "dev", self.ns_if, check=False)
+
+
+def _pid_alive(pid: int) -> bool:
+    return Path(f"/proc/{pid}").exists()
+
+
+def _remove(namespace: str, host_if: str) -> None:
+    """By name; what is already gone is fine. Deleting the namespace deletes the veth end
+    inside it, and with it the pair, but only once nothing runs in it any more."""
+    _ip("netns", "del", namespace, check=False)
+    _ip("link", "del", host_if, check=False)
+
+
+def _host_if(pid: int, n: int) -> str:
+    return f"cc{pid}h{n}"  # at most 15 characters: "cc" + 7 + "h" + 5
+
+
+def remove_leftovers() -> None:
+    """Namespaces (and their veth) of earlier runs whose process is gone."""
+    listed = _ip("netns", "list", check=False).stdout.split()
+    for name in listed:
+        match = NAME.match(name)
+        if match and not _pid_alive(int(match[1])):
+            _remove(name, _host_if(int(match[1]), int(match[2])))
+
+
+def _free_subnet() -> str:
+    used = _ip("-o", "-4", "addr", "show").stdout + _ip("-4", "route", "show", "table",
+                                                         "all").stdout
+    for third in range(1, 255):
+        subnet = f"10.231.{third}"
+        if f"{subnet}." not in used:
+            return subnet
+    raise NetnsUnavailable("no free 10.231.N.0/29 subnet")
+
+
+def check_available() -> None:
+    """Raise :class:`NetnsUnavailable` unless namespaces can be made here."""
+    if os.geteuid() != 0:
+        raise NetnsUnavailable("network namespaces need root")
+    if shutil.which("ip") is None:
+        raise NetnsUnavailable("iproute2 (ip) is not installed")
+
+
+@contextlib.contextmanager
+def namespace() -> Iterator[Link]:
+    """A new namespace joined to this one by a veth pair with its addresses, removed on
+    exit (stop what runs inside first: a namespace lives as long as its processes)."""
+    check_available()
+    remove_leftovers()
+    pid, n = os.getpid(), 1 + secrets.randbelow(99_999)
+    link = Link(f"chunkcast-{pid}-{n}", _host_if(pid, n), "ccns", _free_subnet())
+    try:
+        try:
+            _ip("netns", "add", link.namespace)
+        except RuntimeError as exc:
+            raise NetnsUnavailable(str(exc)) from exc
+        _ip("link", "add", link.host_if, "type", "veth", "peer", "name", link.ns_if, "netns",
+            link.namespace)
+        for address in link.host_addresses:
+            _ip("addr", "add", f"{address}/29", "dev", link.host_if)
+        _ip("link", "set", link.host_if, "up")
+        _ip("-n", link.namespace, "addr", "add", f"{link.ns_address}/29", "dev", link.ns_if)
+        _ip("-n", link.namespace, "link", "set", link.ns_if, "up")
+        _ip("-n", link.namespace, "link", "set", "lo", "up")
+        yield link
+    finally:
+        _remove(link.namespace, link.host_if)
+
+
+class Relays:
+    """TCP relays in a thread of their own: each listens on an address the namespace reaches
+    and forwards to a server on 127.0.0.1, holding every chunk of data ``delay_s`` seconds
+    each way (set it from any thread; 0 forwards at once). A server that refuses or closes
+    a connection has its client's connection closed too."""
+
+    def __init__(self) -> None:
+        self.delay_s = 0.0
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="relays",
+                                        daemon=True)
+        self._thread.start()
+        self._servers: list[asyncio.Server] = []
+
+    def add(self, address: str, port: int, target_port: int) -> None:
+        """Relay ``address:port`` to ``127.0.0.1:target_port``."""
+
+        async def listen() -> asyncio.Server:
+            return await asyncio.start_server(
+                lambda r, w: self._serve(r, w, target_port), address, port)
+
+        self._servers.append(asyncio.run_coroutine_threadsafe(listen(), self._loop).result())
+
+    def close(self) -> None:
+        async def shutdown() -> None:
+            for server in self._servers:
+                server.close()
+            current = asyncio.current_task()
+            for task in asyncio.all_tasks():
+                if task is not current:
+                    task.cancel()
+
+        if self._thread.is_alive():
+            asyncio.run_coroutine_threadsafe(shutdown(), self._loop).result()
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join()
+        self._loop.close()
+
+    async def _serve(self, client_in: asyncio.StreamReader, client_out: asyncio.StreamWriter,
+                     target_port: int) -> None:
+        try:
+            server_in, server_out = await asyncio.open_connection("127.0.0.1", target_port)
+        except OSError:
+            client_out.transport.abort()
+            return
+        pipes = [asyncio.create_task(self._pipe(client_in, server_out)),
+                 asyncio.create_task(self._pipe(server_in, client_out))]
+        try:
+            await asyncio.wait(pipes, return_when=asyncio.FIRST_EXCEPTION)
+        finally:
+            for pipe in pipes:
+                pipe.cancel()
+            await asyncio.gather(*pipes, return_exceptions=True)
+            for out in (client_out, server_out):
+                out.transport.abort()
+
+    async def _pipe(self, source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+        """What ``source`` reads, written to ``sink`` ``delay_s`` after it was read, in order;
+        the end of ``source`` is passed on as a half-close once everything before it is."""
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
+
+        async def send() -> None:
+            while True:
+                due, data = await queue.get()
+                if (wait := due - loop.time()) > 0:
+                    await asyncio.sleep(wait)  # the delay itself
+                if not data:
+                    if sink.can_write_eof():
+                        sink.write_eof()
+                    return
+                sink.write(data)
+                await sink.drain()
+
+        sender = asyncio.create_task(send())
+        try:
+            while data := await source.read(65536):
+                queue.put_nowait((loop.time() + self.delay_s, data))
+            queue.put_nowait((loop.time() + self.delay_s, b""))
+            await sender
+        finally:
+            sender.cancel()
+
+
+@contextlib.contextmanager
+def relays() -> Iterator[Relays]:
+    """:class:`Relays`, closed on exit."""
+    running = Relays()
+    try:
+        yield running
+    finally:
+        running.close()
