@@ -52,7 +52,8 @@ def find_server(data_dir: Path, data_token: str | None, *, server: str | None = 
     from ``data_dir`` (its run file, see :mod:`chunkcast.runfile`). ``token`` (given on the
     command line or in the environment) goes wherever the user points; ``data_token``, the
     data dir's, only to the server that wrote the run file, once it has proved it is that
-    server. Raises :class:`NoServer` or :class:`NotTheServer`."""
+    server. Either way the server must answer a first request within seconds. Raises
+    :class:`NoServer` or :class:`NotTheServer`."""
     run = runfile.read(data_dir)
     if server is None:
         if run is None:
@@ -64,18 +65,17 @@ def find_server(data_dir: Path, data_token: str | None, *, server: str | None = 
                 f"{data_dir / runfile.RUN_FILE} names (a stale file: the server is gone?); "
                 "it was sent no token")
         return Target(run.url, token or data_token, FROM_DATA_DIR)
-    if token:
-        return Target(server, token, EXPLICIT)
-    if run is not None and data_token and proves(server, run, hint=EXPLICIT):
+    if proves(server, run, hint=EXPLICIT) and not token:
         return Target(server, data_token, EXPLICIT)
-    return Target(server, None, EXPLICIT, why_no_token=(
+    return Target(server, token, EXPLICIT, why_no_token="" if token else (
         f"no admin token was sent: the data dir's goes only to the server running from it, "
         f"and {server} is not that server; pass --token or set CHUNKCAST_ADMIN_TOKEN"))
 
 
-def proves(url: str, run: runfile.RunFile, *, hint: str) -> bool:
+def proves(url: str, run: runfile.RunFile | None, *, hint: str) -> bool:
     """Whether the server at ``url`` holds ``run``'s key: it answers a fresh challenge with
-    the run's proof. Only the challenge is sent. Raises :class:`NoServer` if nothing answers."""
+    the run's proof (without a run, it answers at all). Only the challenge is sent. Raises
+    :class:`NoServer` if nothing answers within seconds."""
     challenge = new_secret(24)
     with HttpClient(url, timeout=PROVE_TIMEOUT_S, attempts=PROVE_ATTEMPTS) as http:
         try:
@@ -87,7 +87,8 @@ def proves(url: str, run: runfile.RunFile, *, hint: str) -> bool:
             return False
         except (ValueError, KeyError, TypeError):  # an answer, but not a proof
             return False
-    return isinstance(proof, str) and hmac.compare_digest(proof, run.proof(challenge))
+    return (run is not None and isinstance(proof, str)
+            and hmac.compare_digest(proof, run.proof(challenge)))
 
 
 class Client:

@@ -66,7 +66,7 @@ class Settings(BaseSettings):
     # chunk (counted from its report) then becomes a gap; an upload's chunk fails the upload.
     live_retry_seconds: float = Field(30.0, gt=0)
     vod_retry_seconds: float = Field(900.0, gt=0)
-    max_attempts: int = Field(3, ge=1)
+    max_attempts: int = Field(5, ge=1)  # deliveries of an event whose worker kept dying
     stop_grace_seconds: float = Field(60.0, ge=0)
     max_upload_bytes: int = Field(20 * 1024**3, gt=0)
     max_chunk_bytes: int = Field(64 * 1024**2, gt=0)  # one live chunk

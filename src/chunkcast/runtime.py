@@ -2,6 +2,7 @@
 Only the app factory, the worker entry point and the CLI call this."""
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
@@ -29,6 +30,7 @@ from chunkcast.services.ingest import Splitter
 from chunkcast.services.lifecycle import Lifecycle
 from chunkcast.services.live import WINDOW_SEGMENTS, LiveFeed
 from chunkcast.services.operations import Operations
+from chunkcast.services.outages import OutageLog, failed_dependency
 from chunkcast.services.outbox import OutboxRelay
 from chunkcast.services.playback import Playback, Signer
 from chunkcast.services.streams import Streams
@@ -165,11 +167,32 @@ async def run_worker(platform: Platform, groups: list[str] | None, stop: asyncio
     """The worker role, on the same wiring as the API: the splitter and the transcoders of
     ``groups`` (all by default) until ``stop`` is set, then a graceful stop."""
     try:
-        await platform.start()
-        await run_consumers(platform.consumers(groups), stop,
-                            platform.settings.stop_grace_seconds)
+        if await _start_when_ready(platform, stop):
+            await run_consumers(platform.consumers(groups), stop,
+                                platform.settings.stop_grace_seconds)
     finally:
         await platform.close()
+
+
+async def _start_when_ready(platform: Platform, stop: asyncio.Event) -> bool:
+    """Start the platform, waiting for dependencies that are down (a worker started during
+    an outage waits for it to end, it does not exit); False if stopped meanwhile."""
+    outage = OutageLog(log, "worker start")
+    delay = 0.5
+    while not stop.is_set():
+        try:
+            await platform.start()
+        except Exception as exc:
+            if failed_dependency(exc) is None:
+                raise
+            outage.failed(exc)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay)
+            delay = min(delay * 2, 5.0)
+        else:
+            outage.ok()
+            return True
+    return False
 
 
 def open_platform(settings: Settings) -> Platform:

@@ -21,6 +21,7 @@ from chunkcast.config import ORIGIN_ROUTES, load_backend
 from chunkcast.domain.signing import edge_secret, token_digest
 from chunkcast.runtime import Platform, run_consumers
 from chunkcast.services.live_follow import run_feed
+from chunkcast.services.outages import OutageLog
 
 log = logging.getLogger(__name__)
 
@@ -86,10 +87,13 @@ def create_app(platform: Platform, *, run_workers: bool = False) -> FastAPI:
 async def _end_quiet_streams(platform: Platform) -> None:
     """End streams whose broadcaster went silent (every API process runs this; ending is
     idempotent)."""
+    outage = OutageLog(log, "stream watchdog")
     while True:
         await asyncio.sleep(1.0)
         try:
             for video_id in await platform.streams.end_quiet():
                 log.info("stream %s ended: no chunk for the idle timeout", video_id)
-        except Exception:
-            log.exception("stream watchdog")
+        except Exception as exc:
+            outage.failed(exc)
+        else:
+            outage.ok()

@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from chunkcast.domain import events
 from chunkcast.ports.bus import EventBus
 from chunkcast.services.live import LiveFeed
+from chunkcast.services.outages import OutageLog
 
 log = logging.getLogger(__name__)
 
@@ -35,27 +36,33 @@ async def _follow(feed: LiveFeed, bus: EventBus, topic: str,
     """Feed every event of ``topic`` to ``take``. If the subscription breaks or is cut off,
     subscribe again, then catch up with the catalogue (:meth:`LiveFeed.resync`)."""
     lost = False
+    outage = OutageLog(log, f"live feed ({topic})")
     while True:
         try:
             # Positioned before the catalogue is read: nothing falls between the two.
             subscription = await bus.subscribe(topic)
             if lost:
                 await feed.resync(topic)
+                lost = False
+            outage.ok()
             async for event in subscription:
                 try:
                     await take(event)
                 except Exception:
                     log.exception("live feed: could not take %s", event)
-        except Exception:
-            log.exception("live feed: lost the %s subscription; subscribing again", topic)
+        except Exception as exc:  # subscribing again, then catching up
+            outage.failed(exc)
             lost = True
             await asyncio.sleep(1.0)
 
 
 async def _sweep(feed: LiveFeed) -> None:
+    outage = OutageLog(log, "live feed sweep")
     while True:
         await asyncio.sleep(feed.sweep_interval_s)
         try:
             await feed.sweep()
-        except Exception:
-            log.exception("live feed: sweep failed")
+        except Exception as exc:
+            outage.failed(exc)
+        else:
+            outage.ok()

@@ -9,6 +9,7 @@ connection is a plain ``ConnectionRefusedError`` whichever server refused it.
 """
 
 import errno
+import logging
 import socket
 from types import TracebackType
 
@@ -109,3 +110,28 @@ def failed_dependency(exc: BaseException) -> str | None:
 def outage_message(dependency: str) -> str:
     """What a client is told while ``dependency`` is unreachable: no host, URL or detail."""
     return MESSAGES.get(dependency, MESSAGES[""])
+
+
+class OutageLog:
+    """For a loop that runs every second or so (a watchdog, a sweep, a follower): an outage
+    is logged once when it starts, without a traceback, and once when it ends; any other
+    error is logged each time, with its traceback."""
+
+    def __init__(self, log: logging.Logger, what: str) -> None:
+        self._log = log
+        self._what = what
+        self._down: str | None = None
+
+    def failed(self, exc: BaseException) -> None:
+        dependency = failed_dependency(exc)
+        if dependency is None:
+            self._log.error("%s failed", self._what, exc_info=exc)
+        elif self._down is None:
+            self._down = dependency or "a dependency"
+            self._log.warning("%s: %s is unreachable, retrying (%s: %s)", self._what,
+                              self._down, type(exc).__name__, exc)
+
+    def ok(self) -> None:
+        if self._down is not None:
+            self._log.info("%s: %s is back", self._what, self._down)
+            self._down = None
