@@ -215,6 +215,8 @@ async def test_an_ended_stream_is_announced_once_its_last_chunk_is_done(
     assert await world.statuses() == [(stream.id, "ended", None)]
     media = (await world.store.read_bytes(keys.media_playlist(stream.id, "240p"))).decode()
     assert "#EXT-X-ENDLIST" in media and media.count("#EXTINF:") == 3
+    # Its length is its replay's (three 2 s chunks), not the 0 of a stream still live.
+    assert (await world.streams.get(stream.id)).duration == pytest.approx(6.0, abs=0.01)
 
 
 @pytest.mark.parametrize("data", [b"garbage", fake_media(container="mov")])

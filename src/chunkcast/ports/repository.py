@@ -111,6 +111,9 @@ class VideoRepository(Protocol):
     ) -> None:
         """Record what the probe found."""
 
+    async def set_duration(self, video_id: str, duration: float) -> None:
+        """Record how long the video plays (an ended stream's replay)."""
+
     async def set_plan(
         self, video_id: str, renditions: Sequence[Rendition], jobs_total: int
     ) -> None:

@@ -342,18 +342,24 @@ class Playback:
         self._last_good.put(key, playlist)
         return playlist
 
-    async def write_static(self, video: Video) -> None:
+    async def write_static(self, video: Video) -> float:
         """Write ``master.m3u8`` and each ``{rendition}/index.m3u8`` next to the segments,
-        with relative URIs, so the media folder plays from any plain web server or CDN."""
+        with relative URIs, so the media folder plays from any plain web server or CDN.
+        Returns how long the longest rendition plays, gaps included."""
         renditions = await self._repo.renditions(video.id)
+        played = 0.0
         for info in renditions:
             name = info.rendition.name
             segments = await self._repo.segments(video.id, name)
             if not segments:
                 continue
+            # Timestamps run on across a gap, so the span is what a player shows.
+            played = max(played, segments[-1].pts_start + segments[-1].duration
+                          - segments[0].pts_start)
             text = _media(segments, "init.mp4", lambda key: key.rsplit("/", 1)[1], ended=True,
                           vod=True, target=self._target)
             await self._store.put_bytes(keys.media_playlist(video.id, name), text.encode())
         master = render_master(_variants(renditions, lambda name: f"{name}/index.m3u8",
                                          bool(video.has_audio)))
         await self._store.put_bytes(keys.master_playlist(video.id), master.encode())
+        return round(played, 3)

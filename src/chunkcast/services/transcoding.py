@@ -241,7 +241,9 @@ async def finish_if_complete(repo: VideoRepository, lifecycle: Lifecycle, playba
     ladder = [i.rendition for i in await repo.renditions(video.id)]
     if await repo.jobs_done(video.id, busy_groups(ladder, groups)) < video.jobs_total:
         return
-    await playback.write_static(video)
+    played = await playback.write_static(video)
+    if video.kind is VideoKind.LIVE:  # a stream's length is known once its replay is
+        await repo.set_duration(video.id, played)
     if video.kind is VideoKind.VOD:
         await lifecycle.move(video.id, VideoStatus.READY, only_from=(VideoStatus.PROCESSING,))
     else:

@@ -260,6 +260,11 @@ class SqlVideoRepository:
                 updated_at=utc_now(),
             ))
 
+    async def set_duration(self, video_id: str, duration: float) -> None:
+        async with self._session.begin() as s:
+            await s.execute(update(VideoRow).where(VideoRow.id == video_id).values(
+                duration=duration, updated_at=utc_now()))
+
     async def set_plan(
         self, video_id: str, renditions: Sequence[Rendition], jobs_total: int
     ) -> None:
