@@ -4,11 +4,15 @@ A block belongs to recipe NAME when the line before its fence is the HTML commen
 ``<!-- doc-test: NAME -->`` (invisible on GitHub); a recipe is its blocks in README order.
 
 Placeholders: the test changes only what the README tells the reader to change. The uploads
-go to the server in ``CHUNKCAST_PUBLIC_URL`` (with ``CHUNKCAST_ADMIN_TOKEN``), which the test
-sets to its own; the local cluster's ports are the ``CC_*`` settings of
-``scripts/local-cluster``, and its API port ``8001`` (``CC_API_PORT``) is replaced in the
-blocks by the free port the test chose. Files the reader brings (``my.mp4``) are generated
-into the working dir. Nothing else is touched.
+and the live stream go to the server in ``CHUNKCAST_PUBLIC_URL`` (with
+``CHUNKCAST_ADMIN_TOKEN``), which the test sets to its own; ``make up`` gets a free port as
+make's ``PORT`` (the README's ``make up PORT=8100``), from the environment; the local
+cluster's ports are the ``CC_*`` settings of ``scripts/local-cluster``, and its API port
+``8001`` (``CC_API_PORT``) is replaced in the blocks by the free port the test chose; the
+edge's addresses (the API of ``make up`` on 8000, the edge on 8080, the balancer on 8090) are
+replaced the same way, and its cache goes under ``TMPDIR``, which the test points at its own
+temp dir. Files the reader brings (``my.mp4``, ``match.mp4``) are generated into the working
+dir. Nothing else is touched.
 """
 
 import re

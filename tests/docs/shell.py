@@ -4,6 +4,7 @@ and background jobs between them, in a working dir laid out like the checkout.""
 import contextlib
 import os
 import queue
+import re
 import signal
 import subprocess
 import sys
@@ -36,10 +37,11 @@ def reader_env(**settings: str) -> dict[str, str]:
 
 
 def checkout(workdir: Path) -> Path:
-    """Make ``workdir`` look like the checkout for the recipes (``.venv`` and ``scripts``
-    are links to the real ones); what the recipes write stays in it."""
+    """Make ``workdir`` look like the checkout for the recipes (``.venv``, ``scripts``, the
+    ``Makefile`` and ``pyproject.toml`` are links to the real ones); what the recipes write
+    stays in it."""
     workdir.mkdir(parents=True, exist_ok=True)
-    for name in (".venv", "scripts"):
+    for name in (".venv", "scripts", "Makefile", "pyproject.toml"):
         link = workdir / name
         if not link.exists():
             link.symlink_to(REPO / name)
@@ -127,6 +129,91 @@ class Shell:
             self._proc.stdin.close()
         self._reader.join(timeout=5)  # at the end of the output: every writer is gone
         self._proc.stdout.close()
+
+
+class Foreground:
+    """A block that runs until Ctrl-C (``make up``): bash in a process group of its own, as
+    a terminal's foreground job is, with its output collected as it comes."""
+
+    def __init__(self, block: Block, workdir: Path, env: dict[str, str]) -> None:
+        script = workdir.parent / f"{workdir.name}-{block.recipe}-{block.line}.sh"
+        script.write_text(block.code)
+        self._lines: queue.Queue[str | None] = queue.Queue()
+        self._out: list[str] = []
+        self._proc = subprocess.Popen(
+            ["bash", "--noprofile", "--norc", "-e", "-o", "pipefail", str(script)],
+            cwd=workdir, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, text=True, bufsize=1, start_new_session=True,
+            preexec_fn=die_with_parent)
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self._proc.stdout is not None
+        for line in self._proc.stdout:
+            self._lines.put(line)
+        self._lines.put(None)
+
+    @property
+    def output(self) -> str:
+        """What it printed so far."""
+        return "".join(self._out)
+
+    def wait_for(self, pattern: str, *, timeout_s: float) -> re.Match[str]:
+        """The first line of its output that ``pattern`` matches, once printed; it failing,
+        exiting or ``timeout_s`` first fails the recipe."""
+        deadline = time.monotonic() + timeout_s
+        for printed in self._out:
+            if found := re.search(pattern, printed):
+                return found
+        while True:
+            try:
+                line = self._lines.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                raise RecipeFailed(f"no line matching {pattern!r} after {timeout_s:.0f} s:\n"
+                                   + self.output[-6000:]) from None
+            if line is None:
+                raise RecipeFailed(f"it exited ({self._proc.wait()}) before printing a line "
+                                   f"matching {pattern!r}:\n" + self.output[-6000:])
+            self._out.append(line)
+            if found := re.search(pattern, line):
+                return found
+
+    def interrupt(self, *, timeout_s: float) -> int:
+        """Ctrl-C: SIGINT to its process group; returns its exit status once every process
+        of the group is gone (a timeout fails the recipe)."""
+        os.killpg(self._proc.pid, signal.SIGINT)
+        deadline = time.monotonic() + timeout_s
+        while _group_alive(self._proc.pid) and time.monotonic() < deadline:
+            self._proc.poll()
+            time.sleep(0.1)
+        if _group_alive(self._proc.pid):
+            raise RecipeFailed(f"still running {timeout_s:.0f} s after Ctrl-C:\n"
+                               + self.output[-6000:])
+        code = self._proc.wait()
+        self._reader.join(timeout=5)
+        with contextlib.suppress(queue.Empty):
+            while (line := self._lines.get_nowait()) is not None:
+                self._out.append(line)
+        return code
+
+    def close(self) -> None:
+        """Whatever is left of its process group: SIGKILL."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self._proc.pid, signal.SIGKILL)
+        self._proc.wait()
+        self._reader.join(timeout=5)
+        assert self._proc.stdout is not None
+        self._proc.stdout.close()
+
+
+@contextlib.contextmanager
+def foreground(block: Block, workdir: Path, env: dict[str, str]) -> Iterator[Foreground]:
+    running = Foreground(block, workdir, env)
+    try:
+        yield running
+    finally:
+        running.close()
 
 
 def _group_alive(pgid: int) -> bool:

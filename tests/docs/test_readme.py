@@ -6,23 +6,30 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from chunkcast.testing import free_port, make_clip, run_server
+from chunkcast.testing import free_port, make_clip, origin_served, run_server
 from tests.docs.readme import REPO, readme_recipes, recipes, with_ports
-from tests.docs.shell import checkout, reader_env, shell
-from tests.integration.media_checks import decodes_cleanly, played_duration
+from tests.docs.shell import checkout, foreground, reader_env, shell
+from tests.integration.media_checks import (
+    decodes_cleanly,
+    media_segments,
+    played_duration,
+    starts_with_keyframe,
+)
 
 CLIP_SECONDS = 3.0
-# The recipes this suite runs. Quick start, going live and the edge are not in it yet: their
-# blocks are synopses with placeholders (ID, KEY, …) rather than commands that run as written.
-TESTED = ("uploading", "local-cluster")
+MATCH_SECONDS = 4.0
+# The recipes this suite runs: every marked block of the README.
+TESTED = ("quick-start", "uploading", "going-live", "local-cluster", "edge")
 
 pytestmark = pytest.mark.integration
 
@@ -31,7 +38,7 @@ MASTER = re.compile(r"https?://[^\s\"]+/play/(\w+)/master\.m3u8")
 
 def test_the_readme_marks_every_tested_recipe() -> None:
     found = readme_recipes()
-    assert all(found.get(name) for name in TESTED), sorted(found)
+    assert sorted(found) == sorted(TESTED)
 
 
 def test_recipes_are_found_by_marker_and_ports_replaced_whole() -> None:
@@ -173,3 +180,167 @@ def test_local_cluster_recipe_processes_an_upload_on_s3_postgres_and_redis(
         assert not any(alive(pid) for pid in servers)
         with pytest.raises(httpx.TransportError):
             httpx.get(f"{api}/healthz", timeout=2)
+
+
+def processes_in(folder: Path) -> dict[int, str]:
+    """The running processes whose working dir is ``folder`` or below it, and their command
+    lines: what a recipe started there (the shell, make, the server, the broadcaster, ffmpeg)."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        with contextlib.suppress(OSError):
+            cwd = Path(os.readlink(entry / "cwd"))
+            if (cwd == folder or folder in cwd.parents) and alive(int(entry.name)):
+                found[int(entry.name)] = (entry / "cmdline").read_bytes().replace(
+                    b"\0", b" ").decode(errors="replace")
+    return found
+
+
+def refuses_connections(url: str) -> bool:
+    try:
+        httpx.get(url, timeout=2)
+    except httpx.TransportError:
+        return True
+    return False
+
+
+def assert_live_and_playing(client: httpx.Client, master: str, timeout_s: float = 40) -> None:
+    """``master`` is a live playlist whose first rendition's segments play: each starts
+    with a keyframe and decodes, with video and audio."""
+    deadline = time.monotonic() + timeout_s
+    segments: list[tuple[float, str]] = []
+    while len(segments) < 2:
+        assert time.monotonic() < deadline, f"{master}: no segments after {timeout_s} s"
+        time.sleep(0.5)
+        answer = client.get(master)
+        if answer.status_code != 200:  # 404 until its first chunk is transcoded
+            continue
+        rendition = httpx.URL(master).join(first_uri(answer.text))
+        playlist = client.get(rendition).text
+        assert "#EXT-X-ENDLIST" not in playlist, playlist
+        if "#EXT-X-MAP" in playlist:
+            init_url, segments = media_segments(playlist)
+    init = client.get(init_url).content
+    with tempfile.NamedTemporaryFile(suffix=".mp4") as media:
+        media.write(init)
+        for _, url in segments[:2]:
+            segment = client.get(url).content
+            assert starts_with_keyframe(init, segment), url
+            media.write(segment)
+        media.flush()
+        assert played_duration(media.name)[1] == {"video", "audio"}
+        assert decodes_cleanly(media.name) == ""
+
+
+def test_quick_start_runs_a_live_demo_until_ctrl_c_which_leaves_nothing_running(
+        workdir: Path) -> None:
+    """``make up`` in the checkout: the demo stream plays through the API; Ctrl-C (SIGINT to
+    make's process group, as a terminal sends it) stops everything it started."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = reader_env(PORT=str(port))
+    # The venv is installed: make must not reinstall (that would install this temp dir).
+    assert subprocess.run(["make", "-q", ".venv/.installed"], cwd=workdir, env=env,
+                          check=False).returncode == 0, "run `make venv` in the checkout"
+    (block,) = readme_recipes()["quick-start"]
+    with foreground(block, workdir, env) as up:
+        demo = up.wait_for(rf"^Demo stream: {re.escape(url)}/watch/(\w+)$", timeout_s=40)
+        printed = up.output
+        assert printed.startswith(f".venv/bin/chunkcast up --port {port} --demo\n"), printed
+        assert f"chunkcast is starting at {url}\n" in printed, printed
+        token = (workdir / "chunkcast-data/admin-token").read_text().strip()
+        assert f"admin token: {token}\n" in printed, printed
+        with httpx.Client(timeout=10) as client:
+            assert_live_and_playing(client, f"{url}/play/{demo.group(1)}/master.m3u8")
+        started = processes_in(workdir)
+        assert any(" up --port " in cmd for cmd in started.values()), started
+        assert any(" broadcast testsrc " in cmd for cmd in started.values()), started
+        up.interrupt(timeout_s=30)
+        left = {pid: cmd for pid, cmd in processes_in(workdir).items() if pid in started}
+        assert left == {}, left
+    assert not (workdir / "chunkcast-data/server.json").exists()
+    assert refuses_connections(f"{url}/healthz")
+    assert "stream ended after" in (workdir / "chunkcast-data/demo-broadcast.log").read_text()
+
+
+def test_going_live_recipe_broadcasts_a_file_whose_replay_plays(workdir: Path) -> None:
+    make_clip(workdir / "match.mp4", seconds=MATCH_SECONDS, size="320x240")
+    create, broadcast, replay = readme_recipes()["going-live"]
+    with run_server(workdir / "chunkcast-data") as server, \
+            shell(workdir, reader_env(CHUNKCAST_PUBLIC_URL=server.url), {}) as reader:
+        created = reader.run(create)
+        # What the README shows it prints.
+        found = re.search(r"^id: +(\w+)\nstream key: +(\S+)  \(shown once; .*\)\n"
+                          r"broadcast: +chunkcast broadcast testsrc --stream \1 --key \2 "
+                          r"--server (\S+)\nhls: +(\S+)\nwatch: +(\S+)$", created, re.MULTILINE)
+        assert found is not None, created
+        stream = found.group(1)
+        assert found.group(3) == server.url
+        assert found.group(4) == f"{server.url}/play/{stream}/master.m3u8"
+        assert found.group(5) == f"{server.url}/watch/{stream}"
+
+        sent = reader.run(broadcast, timeout_s=60)
+        assert re.search(r"stream ended after \d+ chunks \(0 skipped\)", sent), sent
+
+        out = reader.run(replay, timeout_s=60)
+        summary = json.loads(out.strip().splitlines()[-1])
+        assert summary["status"] == "ended"
+        assert summary["hls"] == found.group(4)
+        assert abs(summary["duration"] - MATCH_SECONDS) <= 0.2, summary
+        assert_plays(summary["hls"], MATCH_SECONDS)
+
+
+EDGE_PORTS = ("EDGE", "LB")
+
+
+def nginx_masters(out: Path) -> list[int]:
+    return [int(f.read_text()) for f in (out / "logs/edge.pid", out / "logs/lb.pid")
+            if f.exists()]
+
+
+@contextlib.contextmanager
+def nginx_stopped_at_the_end(out: Path) -> Iterator[None]:
+    """Whatever the recipe did, the nginx it started (daemons, outside the shell's process
+    group) is stopped by PID when the test ends."""
+    try:
+        yield
+    finally:
+        for pid in nginx_masters(out):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+
+
+def test_edge_recipe_caches_a_segment_in_front_of_the_server_and_stops(workdir: Path) -> None:
+    ports = free_ports(EDGE_PORTS)
+    make_clip(workdir / "my.mp4", seconds=CLIP_SECONDS, size="320x240")
+    start, fetch, stop = readme_recipes()["edge"]
+    out = workdir / "nginx"
+    with run_server(workdir / "chunkcast-data") as server:
+        api_port = httpx.URL(server.url).port
+        assert api_port is not None
+        edge = f"http://127.0.0.1:{ports['EDGE']}"
+        env = reader_env(CHUNKCAST_PUBLIC_URL=server.url, TMPDIR=str(workdir.parent))
+        with nginx_stopped_at_the_end(out), shell(
+                workdir, env, {8000: api_port, 8080: ports["EDGE"], 8090: ports["LB"]}
+        ) as reader:
+            # The reader has uploaded a video (the README's first upload recipe).
+            assert_ends_with_a_video_that_plays(reader.run(readme_recipes()["uploading"][0]),
+                                                server.url)
+            assert reader.run(start).split()[-2:] == ["ok", "ok"]
+            for conf in ("edge.conf", "lb.conf"):
+                assert (out / conf).stat().st_mode & 0o777 == 0o600
+            assert (workdir.parent / "chunkcast-nginx/cache").is_dir()  # under TMPDIR
+            masters = nginx_masters(out)
+            assert len(masters) == 2 and all(alive(pid) for pid in masters)
+
+            served = origin_served(server).get("segment", 0)
+            assert reader.run(fetch).splitlines() == ["X-Cache: MISS", "X-Cache: HIT"]
+            assert origin_served(server).get("segment", 0) == served + 1
+
+            reader.run(stop)
+            deadline = time.monotonic() + 10
+            while any(alive(pid) for pid in masters) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert not any(alive(pid) for pid in masters)
+            assert refuses_connections(f"{edge}/edge/healthz")
