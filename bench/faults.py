@@ -34,13 +34,8 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 from tests.integration import fault_scenarios as faults  # noqa: E402
 from tests.integration.cluster import fault_cluster  # noqa: E402
-from tests.integration.fault_support import (  # noqa: E402
-    STALL_ALLOWANCE_S,
-    Inject,
-    Outcome,
-    Platform,
-    run_live,
-)
+from tests.integration.fault_scenarios import Inject, Platform, run_live  # noqa: E402
+from tests.integration.fault_support import STALL_ALLOWANCE_S, Outcome  # noqa: E402
 
 from common import RESULTS, source_clip  # noqa: E402
 

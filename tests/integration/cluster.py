@@ -155,6 +155,17 @@ class FaultCluster:
     _replacements: int = 0
 
     @property
+    def s3_port(self) -> int:
+        return int(self.s3.endpoint.rsplit(":", 1)[1])
+
+    @contextlib.contextmanager
+    def down(self, port: int) -> Iterator[None]:
+        """Around a stop (or restart) of the server on ``port``: the workers' way to it
+        refuses connections too, as the server's port does while it is down."""
+        with self.relays.refusing(port):
+            yield
+
+    @property
     def client(self) -> Server:
         return Server(self.lb.url, self.root, self.cluster.token, self.lb.pid,
                       self.lb.prefix / "logs" / "lb-error.log")
@@ -219,7 +230,7 @@ def fault_cluster(root: Path, **settings: str) -> Iterator[FaultCluster]:
         redis_at, pg_at, s3_at = link.host_addresses[1:4]
         s3_port = int(s3.endpoint.rsplit(":", 1)[1])
         for address, port in ((redis_at, redis.port), (pg_at, pg.port), (s3_at, s3_port)):
-            relays.add(address, port, port)
+            relays.add(address, port)
         env = platform_env(s3, "chunkcast", asyncio.run(create_database(pg)), redis.url,
                            **settings)
         worker_env = {name: env[name].replace("127.0.0.1", address) for name, address in (

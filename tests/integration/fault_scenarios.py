@@ -1,27 +1,43 @@
-"""The faults of the fault suite (and of ``bench/faults.py``): each one is done to a running
-platform while a stream and an upload go on (:func:`~tests.integration.fault_support.run_live`)
-and returns when it started, when it was over and how long its component was unavailable.
+"""Runs under faults and the faults themselves, for the fault suite and ``bench/faults.py``.
 
-Distributed ones take a :class:`~tests.integration.cluster.FaultCluster`; the embedded one an
-:class:`Embedded` platform. Stops last :attr:`LiveRun.outage_s`; restarts and kills last as
-long as the component takes to come back.
+:func:`run_live` runs one stream under one fault on a :class:`Platform`; a fault is done to
+the running platform while the stream and an upload go on (``inject(run) -> Fault``) and says
+when it started, when it was over and how long its component was unavailable. Distributed
+faults take a :class:`~tests.integration.cluster.FaultCluster` (:data:`DISTRIBUTED`); the
+embedded one an :class:`Embedded` platform. Stops last :attr:`LiveRun.outage_s`; restarts
+and kills last as long as the component takes to come back.
 """
 
 import contextlib
+import json
 import os
 import signal
 import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Protocol
 
 import httpx
 import redis
 
 from chunkcast.testing import Server, free_port, run_chunkcast
+from tests.integration.api import admin, create, put
 from tests.integration.cluster import FaultCluster
-from tests.integration.fault_support import Fault, LiveRun
+from tests.integration.fault_support import (
+    FINAL,
+    Broadcaster,
+    Fault,
+    Outcome,
+    Recorder,
+    errors_since,
+    log_marks,
+    measure,
+    replay_entries,
+)
+from tests.integration.live_support import create_stream, wait_for_renditions, ws_url
 
 # Every role of the platforms under faults: 1 s chunks, the smallest ladder, a short ack
 # timeout (a dead worker's chunk goes to another after it), small VOD chunks (an upload is
@@ -32,9 +48,139 @@ SETTINGS = {
     "CHUNKCAST_ACK_TIMEOUT_SECONDS": "3",
     "CHUNKCAST_VOD_CHUNK_SECONDS": "2",
 }
+BEFORE_SEGMENTS = 2  # segments every viewer has before the fault
+AFTER_S = 3.0  # seconds of stream captured after the fault that viewers get before the end
+# How long each step may take before the run goes on without it (and the outcome says what
+# was missed); together well within pytest's 300 s per test.
+WAIT_S = 40.0
+UPLOAD_WAIT_S = 60.0
 DELAY_S = 0.2  # added to every round trip between the workers and the servers
 HOLD_WAIT_S = 30.0  # how long to look for a worker holding a chunk
 CHUNKS_STREAM = "chunkcast:chunks"  # the Redis bus's stream of the chunks topic
+
+# --- a run ----------------------------------------------------------------------------------
+
+class Platform(Protocol):
+    """What a run talks to."""
+
+    @property
+    def client(self) -> Server:
+        """Where clients (broadcaster, viewers, uploader) reach the API."""
+
+    @property
+    def root(self) -> Path: ...
+
+    def log_files(self) -> list[Path]: ...
+
+    def heal(self) -> list[str]:
+        """Bring back whatever is down; say what was."""
+
+
+@dataclass
+class LiveRun:
+    """A run as a scenario sees it when it injects its fault."""
+
+    platform: Platform
+    stream: dict[str, Any]
+    broadcaster: Broadcaster
+    viewers: list[Recorder]
+    outage_s: float
+    notes: list[str] = field(default_factory=list)
+
+
+Inject = Callable[[LiveRun], Fault]
+
+
+def _start_upload(client: Server, source: Path) -> str:
+    with admin(client) as http:
+        created = create(http, "upload under a fault")
+        assert put(created, source.read_bytes()).status_code == 200
+        response = http.post(f"/api/v1/videos/{created['id']}/complete")
+        assert response.status_code == 202, response.text
+        return str(created["id"])
+
+
+def _video_status(client: Server, video_id: str) -> str:
+    with contextlib.suppress(httpx.HTTPError, ValueError, KeyError), admin(client) as http:
+        return str(http.get(f"/api/v1/videos/{video_id}").json()["status"])
+    return "unknown (no answer)"
+
+
+def _wait_video(client: Server, video_id: str, timeout_s: float) -> str:
+    deadline = time.monotonic() + timeout_s
+    while (status := _video_status(client, video_id)) not in FINAL:
+        if time.monotonic() > deadline:
+            return f"{status} after {timeout_s:.0f} s"
+        time.sleep(0.2)
+    return status
+
+
+def _stream_status(client: Server, stream_id: str) -> str:
+    with contextlib.suppress(httpx.HTTPError, ValueError, KeyError):
+        return str(httpx.get(f"{client.url}/api/v1/streams/{stream_id}", timeout=10
+                             ).json()["status"])
+    return "unknown (no answer)"
+
+
+def _end_stream(client: Server, stream_id: str) -> None:
+    with contextlib.suppress(httpx.HTTPError), admin(client) as http:
+        http.post(f"/api/v1/streams/{stream_id}/end")
+
+
+def run_live(platform: Platform, name: str, clip: Path, source: Path, inject: Inject, *,
+             outage_s: float, viewers: int = 2) -> Outcome:
+    """One stream under one fault: a stream broadcast in 1 s chunks from ``clip`` (looped),
+    ``viewers`` recording what they are sent, ``source`` uploaded just before the fault, the
+    fault, :data:`AFTER_S` of stream after it, the end of the stream; what was delivered."""
+    client = platform.client
+    marks = log_marks(platform.log_files())
+    stream = create_stream(client)
+    broadcaster = Broadcaster(client, stream, clip, platform.root / "runs" / name)
+    recorders: list[Recorder] = []
+    broadcaster.start()
+    try:
+        rendition = wait_for_renditions(client, stream["id"], timeout_s=WAIT_S)[0]
+        recorders += [Recorder(ws_url(client, stream["id"], rendition))
+                      for _ in range(viewers)]
+        deadline = time.monotonic() + WAIT_S
+        for recorder in recorders:
+            assert recorder.wait(lambda r: len(r.segments()) >= BEFORE_SEGMENTS,
+                                 deadline - time.monotonic()), \
+                f"a viewer got no segment before the fault: {recorder.drops}"
+        upload_id = _start_upload(client, source)
+        run = LiveRun(platform, stream, broadcaster, recorders, outage_s)
+        upload_before = _video_status(client, upload_id)
+        fault = inject(run)
+
+        def recovered(r: Recorder) -> bool:
+            return any(a.captured_at is not None and a.captured_at >= fault.ended + AFTER_S
+                       for a in r.arrivals if a.kind == "segment") or r.ended
+
+        deadline = time.monotonic() + AFTER_S + WAIT_S
+        for recorder in recorders:
+            recorder.wait(recovered, deadline - time.monotonic())
+        stream_status = _stream_status(client, stream["id"])
+        stopped_at = time.time()
+        exit_code = broadcaster.stop()
+        if _stream_status(client, stream["id"]) not in FINAL:
+            _end_stream(client, stream["id"])  # the broadcaster could not: the replay must end
+        deadline = time.monotonic() + WAIT_S
+        for recorder in recorders:
+            recorder.wait(lambda r: r.ended, deadline - time.monotonic())
+        upload_status = _wait_video(client, upload_id, UPLOAD_WAIT_S)
+        replay = replay_entries(client, stream["id"], rendition)
+    finally:
+        broadcaster.kill()
+        for recorder in recorders:
+            recorder.close()
+    notes = run.notes + [f"found afterwards: {n}" for n in platform.heal()]
+    return measure(name, fault, recorders, broadcaster, replay, stopped_at=stopped_at,
+                   stream_status=stream_status, upload_before=upload_before,
+                   upload_status=upload_status, broadcaster_exit=exit_code, notes=notes,
+                   errors=errors_since(marks))
+
+
+# --- the faults -------------------------------------------------------------------------------
 
 Scenario = Callable[[FaultCluster, LiveRun], Fault]
 
@@ -45,41 +191,47 @@ def no_fault(run: LiveRun) -> Fault:
     return Fault(now, now, 0.0)
 
 
-def _down_for(stop: Callable[[], None], start: Callable[[], None], outage_s: float) -> Fault:
+def _down_for(c: FaultCluster, port: int, stop: Callable[[], None],
+              start: Callable[[], None], outage_s: float) -> Fault:
     started = time.time()
-    stop()
-    time.sleep(outage_s)  # the outage itself
-    start()
+    with c.down(port):
+        stop()
+        time.sleep(outage_s)  # the outage itself
+        start()
+    return Fault(started, time.time())
+
+
+def _restarted(c: FaultCluster, port: int, restart: Callable[[], None]) -> Fault:
+    started = time.time()
+    with c.down(port):
+        restart()
     return Fault(started, time.time())
 
 
 def seaweedfs_stopped(c: FaultCluster, run: LiveRun) -> Fault:
-    return _down_for(c.s3.stop, c.s3.start, run.outage_s)
+    """Killed: on SIGTERM weed would go on answering for its whole grace period."""
+    return _down_for(c, c.s3_port, lambda: c.s3.stop(crash=True), c.s3.start, run.outage_s)
 
 
 def postgres_restarted(c: FaultCluster, run: LiveRun) -> Fault:
-    started = time.time()
-    c.pg.restart()
-    return Fault(started, time.time())
+    return _restarted(c, c.pg.port, c.pg.restart)
 
 
 def postgres_stopped(c: FaultCluster, run: LiveRun) -> Fault:
-    return _down_for(c.pg.stop, c.pg.start, run.outage_s)
+    return _down_for(c, c.pg.port, c.pg.stop, c.pg.start, run.outage_s)
 
 
 def redis_restarted(c: FaultCluster, run: LiveRun) -> Fault:
-    started = time.time()
-    c.redis.restart()
-    return Fault(started, time.time())
+    return _restarted(c, c.redis.port, c.redis.restart)
 
 
 def redis_stopped(c: FaultCluster, run: LiveRun) -> Fault:
-    return _down_for(c.redis.stop, c.redis.start, run.outage_s)
+    return _down_for(c, c.redis.port, c.redis.stop, c.redis.start, run.outage_s)
 
 
-def _held_chunks(c: FaultCluster, pid: int) -> list[str]:
-    """The chunk events the worker process ``pid`` has in hand (its consumers are named
-    ``{host}-{pid}-{slot}``): entries of the groups' pending lists."""
+def _held_chunks(c: FaultCluster, pid: int, stream_id: str) -> list[str]:
+    """The live chunks of ``stream_id`` the worker process ``pid`` has in hand (its
+    consumers are named ``{host}-{pid}-{slot}``): entries of the groups' pending lists."""
     prefix = f"{socket.gethostname()}-{pid}-"
     client = redis.Redis.from_url(c.redis.url, decode_responses=True)
     try:
@@ -87,34 +239,40 @@ def _held_chunks(c: FaultCluster, pid: int) -> list[str]:
         for group in client.xinfo_groups(CHUNKS_STREAM):
             for entry in client.xpending_range(CHUNKS_STREAM, group["name"], min="-",
                                                max="+", count=1000):
-                if str(entry["consumer"]).startswith(prefix):
-                    held.append(f"{group['name']}/{entry['message_id']!s}")
+                if not str(entry["consumer"]).startswith(prefix):
+                    continue
+                for _, fields in client.xrange(CHUNKS_STREAM, entry["message_id"],
+                                               entry["message_id"]) or []:
+                    event = json.loads(str((fields or {})["event"]))
+                    if event.get("video_id") == stream_id and event.get("kind") == "live":
+                        held.append(f"chunk {event['seq']} ({group['name']})")
         return held
     finally:
         client.close()
 
 
-def _stop_a_worker_holding_a_chunk(c: FaultCluster) -> tuple[str, list[str]]:
-    """A worker frozen (SIGSTOP) while it holds a chunk, and what it holds: a worker is
-    frozen, asked about, and let go again until one holds something."""
+def _stop_a_worker_holding_a_chunk(c: FaultCluster, stream_id: str
+                                   ) -> tuple[str, list[str]]:
+    """A worker frozen (SIGSTOP) while it holds a live chunk of ``stream_id``, and what it
+    holds: a worker is frozen, asked about, and let go again until one holds one."""
     deadline = time.monotonic() + HOLD_WAIT_S
     while time.monotonic() < deadline:
         for name, proc in c.cluster.workers.items():
             os.kill(proc.pid, signal.SIGSTOP)
-            if held := _held_chunks(c, proc.pid):
+            if held := _held_chunks(c, proc.pid, stream_id):
                 return name, held
             os.kill(proc.pid, signal.SIGCONT)
         time.sleep(0.05)  # let them work a little before looking again
-    raise AssertionError(f"no worker held a chunk within {HOLD_WAIT_S:.0f} s")
+    raise AssertionError(f"no worker held a chunk of the stream within {HOLD_WAIT_S:.0f} s")
 
 
 def worker_killed(c: FaultCluster, run: LiveRun) -> Fault:
-    """``kill -9`` of a worker holding a chunk. By design the bus hands a dead worker's
-    chunks to another after the ack timeout: that is this fault's outage."""
-    name, held = _stop_a_worker_holding_a_chunk(c)
+    """``kill -9`` of a worker holding a chunk of the stream. By design the bus hands a dead
+    worker's chunks to another after the ack timeout: that is this fault's outage."""
+    name, held = _stop_a_worker_holding_a_chunk(c, run.stream["id"])
     started = time.time()
     os.killpg(c.cluster.workers[name].pid, signal.SIGKILL)
-    run.notes.append(f"{name} was killed holding {len(held)} chunk(s): {held}")
+    run.notes.append(f"{name} was killed holding {', '.join(held)} of the stream")
     return Fault(started, started + c.ack_timeout_s, c.ack_timeout_s)
 
 

@@ -1,9 +1,6 @@
-"""Live runs under faults, and what viewers saw of them.
-
-One run (:func:`run_live`): a stream broadcast in 1 s chunks from a looped clip, viewers
-recording what they are sent (:class:`Recorder`), an upload started just before the fault,
-the fault itself (a scenario: ``inject(run) -> Fault``), a few seconds of stream after it
-recovers, the end of the stream. Then, per fault (:class:`Outcome`):
+"""What viewers of a stream under a fault saw: :class:`Recorder` (a viewer), what the
+broadcaster says it sent (:class:`Broadcaster`), and the measurements (:func:`measure`), per
+fault (:class:`Outcome`):
 
 - stall: the longest time a viewer went without a new segment, from the fault's start to
   the end of the run;
@@ -29,25 +26,20 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import httpx
 import websockets
 
 from chunkcast.media.process import die_with_parent
 from chunkcast.testing import Server
-from tests.integration.api import admin, create, put
-from tests.integration.live_support import create_stream, wait_for_renditions, ws_url
 
-BEFORE_SEGMENTS = 2  # segments every viewer has before the fault
-AFTER_S = 3.0  # seconds of stream captured after the fault that viewers get before the end
 LATE_AFTER_S = 5.0  # a segment reaching a viewer later than this after its capture is late
 STALL_ALLOWANCE_S = 3.0  # target: a stall no longer than the outage plus this
-WAIT_S = 60.0  # for each step that should take seconds
-UPLOAD_WAIT_S = 120.0
+STOP_WAIT_S = 40.0  # for a broadcaster to upload what it has and end the stream
 BACKOFF_S = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0)  # the web player's reconnection delays (feed.js)
 FINAL = frozenset({"ended", "ready", "failed"})  # statuses after which nothing more comes
 
@@ -169,8 +161,12 @@ SKIPPED = re.compile(r"chunk (\d+) skipped: (.*)")
 
 @dataclass(frozen=True)
 class SentChunk:
+    """A chunk the broadcaster reported sent, or ``skipped`` (why it gave up on it)."""
+
     seq: int
     captured_at: float
+    """For a skipped chunk: estimated from the chunks its process sent (1 s each)."""
+    skipped: str | None = None
 
 
 class Broadcaster:
@@ -201,7 +197,7 @@ class Broadcaster:
             self.proc.kill()
             self.proc.wait()
 
-    def stop(self, timeout_s: float = WAIT_S) -> int | None:
+    def stop(self, timeout_s: float = STOP_WAIT_S) -> int | None:
         """Ctrl-C: it uploads what is closed and ends the stream. Its exit code (None: it
         had to be killed)."""
         if self.proc is None:
@@ -214,37 +210,26 @@ class Broadcaster:
             self.kill()
             return None
 
-    def _lines(self) -> Iterator[str]:
+    def chunks(self) -> list[SentChunk]:
+        """Every chunk reported sent or skipped, process by process (a seq sent again by a
+        restarted broadcaster appears twice, the later one last)."""
+        found: list[SentChunk] = []
         for log in self.logs:
-            yield from log.read_text(errors="replace").splitlines()
+            lines = log.read_text(errors="replace").splitlines()
+            sent = [SentChunk(int(m[1]), epoch(m[2])) for line in lines
+                    if (m := SENT.search(line))]
+            for line in lines:
+                if skipped := SKIPPED.search(line):
+                    seq = int(skipped[1])
+                    near = min(sent, key=lambda c: abs(c.seq - seq), default=None)
+                    # Unknown (nothing sent by that process): counted as after the fault.
+                    captured = float("inf") if near is None else near.captured_at + seq - near.seq
+                    found.append(SentChunk(seq, captured, skipped[2]))
+            found += sent
+        return found
 
-    def sent(self) -> list[SentChunk]:
-        """Every chunk reported sent, in order (a seq sent again by a restarted broadcaster
-        appears twice)."""
-        return [SentChunk(int(m[1]), epoch(m[2])) for line in self._lines()
-                if (m := SENT.search(line))]
 
-    def skipped(self) -> list[str]:
-        return [f"{m[1]}: {m[2]}" for line in self._lines() if (m := SKIPPED.search(line))]
-
-
-# --- a run ---------------------------------------------------------------------------------
-
-class Platform(Protocol):
-    """What a run talks to."""
-
-    @property
-    def client(self) -> Server:
-        """Where clients (broadcaster, viewers, uploader) reach the API."""
-
-    @property
-    def root(self) -> Path: ...
-
-    def log_files(self) -> list[Path]: ...
-
-    def heal(self) -> list[str]:
-        """Bring back whatever is down; say what was."""
-
+# --- what was delivered ---------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class Fault:
@@ -257,57 +242,6 @@ class Fault:
     @property
     def outage(self) -> float:
         return self.ended - self.started if self.outage_s is None else self.outage_s
-
-
-@dataclass
-class LiveRun:
-    """A run as a scenario sees it when it injects its fault."""
-
-    platform: Platform
-    stream: dict[str, Any]
-    broadcaster: Broadcaster
-    viewers: list[Recorder]
-    outage_s: float
-    notes: list[str] = field(default_factory=list)
-
-
-Inject = Callable[[LiveRun], Fault]
-
-
-def _start_upload(client: Server, source: Path) -> str:
-    with admin(client) as http:
-        created = create(http, "upload under a fault")
-        assert put(created, source.read_bytes()).status_code == 200
-        response = http.post(f"/api/v1/videos/{created['id']}/complete")
-        assert response.status_code == 202, response.text
-        return str(created["id"])
-
-
-def _video_status(client: Server, video_id: str) -> str:
-    with contextlib.suppress(httpx.HTTPError, ValueError, KeyError), admin(client) as http:
-        return str(http.get(f"/api/v1/videos/{video_id}").json()["status"])
-    return "unknown (no answer)"
-
-
-def _wait_video(client: Server, video_id: str, timeout_s: float) -> str:
-    deadline = time.monotonic() + timeout_s
-    while (status := _video_status(client, video_id)) not in FINAL:
-        if time.monotonic() > deadline:
-            return f"{status} after {timeout_s:.0f} s"
-        time.sleep(0.2)
-    return status
-
-
-def _stream_status(client: Server, stream_id: str) -> str:
-    with contextlib.suppress(httpx.HTTPError, ValueError, KeyError):
-        return str(httpx.get(f"{client.url}/api/v1/streams/{stream_id}", timeout=10
-                             ).json()["status"])
-    return "unknown (no answer)"
-
-
-def _end_stream(client: Server, stream_id: str) -> None:
-    with contextlib.suppress(httpx.HTTPError), admin(client) as http:
-        http.post(f"/api/v1/streams/{stream_id}/end")
 
 
 def replay_entries(client: Server, stream_id: str, rendition: str) -> tuple[set[int], set[int]]:
@@ -331,7 +265,7 @@ def replay_entries(client: Server, stream_id: str, rendition: str) -> tuple[set[
 ERROR_LINE = re.compile(r"\b(ERROR|CRITICAL|WARNING)\b|^\w+(\.\w+)*(Error|Exception)\b")
 
 
-def _errors_since(marks: dict[Path, int], limit: int = 6) -> dict[str, list[str]]:
+def errors_since(marks: dict[Path, int], limit: int = 6) -> dict[str, list[str]]:
     """Error lines each log got since ``marks`` (its size then): the first few different."""
     found: dict[str, list[str]] = {}
     for path, offset in marks.items():
@@ -353,55 +287,9 @@ def _errors_since(marks: dict[Path, int], limit: int = 6) -> dict[str, list[str]
     return found
 
 
-def _log_marks(platform: Platform) -> dict[Path, int]:
-    return {p: p.stat().st_size if p.exists() else 0 for p in platform.log_files()}
-
-
-def run_live(platform: Platform, name: str, clip: Path, source: Path, inject: Inject, *,
-             outage_s: float, viewers: int = 2) -> "Outcome":
-    """One stream under one fault; see the module docstring."""
-    client = platform.client
-    marks = _log_marks(platform)
-    stream = create_stream(client)
-    broadcaster = Broadcaster(client, stream, clip, platform.root / "runs" / name)
-    recorders: list[Recorder] = []
-    broadcaster.start()
-    try:
-        rendition = wait_for_renditions(client, stream["id"], timeout_s=WAIT_S)[0]
-        recorders += [Recorder(ws_url(client, stream["id"], rendition))
-                      for _ in range(viewers)]
-        for recorder in recorders:
-            assert recorder.wait(lambda r: len(r.segments()) >= BEFORE_SEGMENTS, WAIT_S), \
-                f"a viewer got no segment before the fault: {recorder.drops}"
-        upload_id = _start_upload(client, source)
-        run = LiveRun(platform, stream, broadcaster, recorders, outage_s)
-        upload_before = _video_status(client, upload_id)
-        fault = inject(run)
-
-        def recovered(r: Recorder) -> bool:
-            return any(a.captured_at is not None and a.captured_at >= fault.ended + AFTER_S
-                       for a in r.arrivals if a.kind == "segment") or r.ended
-
-        for recorder in recorders:
-            recorder.wait(recovered, AFTER_S + WAIT_S)
-        stream_status = _stream_status(client, stream["id"])
-        stopped_at = time.time()
-        exit_code = broadcaster.stop()
-        if _stream_status(client, stream["id"]) not in FINAL:
-            _end_stream(client, stream["id"])  # the broadcaster could not: the replay must end
-        for recorder in recorders:
-            recorder.wait(lambda r: r.ended, WAIT_S)
-        upload_status = _wait_video(client, upload_id, UPLOAD_WAIT_S)
-        replay = replay_entries(client, stream["id"], rendition)
-    finally:
-        broadcaster.kill()
-        for recorder in recorders:
-            recorder.close()
-    notes = run.notes + [f"found afterwards: {n}" for n in platform.heal()]
-    return measure(name, fault, recorders, broadcaster, replay, stopped_at=stopped_at,
-                   stream_status=stream_status, upload_before=upload_before,
-                   upload_status=upload_status, broadcaster_exit=exit_code, notes=notes,
-                   errors=_errors_since(marks))
+def log_marks(paths: list[Path]) -> dict[Path, int]:
+    """Where each log ends now: what :func:`errors_since` reads from."""
+    return {p: p.stat().st_size if p.exists() else 0 for p in paths}
 
 
 # --- what viewers saw ------------------------------------------------------------------------
@@ -415,7 +303,8 @@ class Outcome:
     gaps: list[int]
     lost: list[int]
     unannounced: list[int]
-    """Sent, and some viewer got neither a segment nor a gap for it (the replay may have it)."""
+    """Sent or skipped, and some viewer got neither a segment nor a gap for it (the replay
+    may have it)."""
     missed_after: list[int]
     """Captured after the fault, and some viewer did not get it as a segment of that chunk."""
     statuses: list[str]
@@ -490,7 +379,9 @@ class Outcome:
                 "skipped": len(self.skipped), "reconnects": self.reconnects,
                 "latency_p50_s": round(self.latency_p50_s, 3),
                 "upload": self.upload_status, "stream": self.stream_status,
-                "problems": self.problems(), "notes": self.notes}
+                "problems": self.problems(), "notes": self.notes,
+                "skipped_chunks": self.skipped, "errors": self.errors,
+                "timeline": self.timeline}
 
 
 def stall_of(arrivals: list[Arrival], started: float, stopped: float) -> float:
@@ -503,8 +394,8 @@ def stall_of(arrivals: list[Arrival], started: float, stopped: float) -> float:
 
 def measure(name: str, fault: Fault, recorders: list[Recorder], broadcaster: Broadcaster,
             replay: tuple[set[int], set[int]], *, stopped_at: float, **facts: Any) -> Outcome:
-    sent = broadcaster.sent()
-    latest = {c.seq: c.captured_at for c in sent}  # a seq sent again: its last chunk
+    chunks = broadcaster.chunks()
+    latest = {c.seq: c for c in chunks}  # a seq sent again: its last chunk
     replay_segments, replay_gaps = replay
     late: set[int] = set()
     gaps: set[int] = set()
@@ -520,21 +411,23 @@ def measure(name: str, fault: Fault, recorders: list[Recorder], broadcaster: Bro
                 if a.at - a.captured_at > LATE_AFTER_S:
                     late.add(a.seq)
         unannounced |= {seq for seq in latest if seq not in got}
-        for seq, captured in latest.items():
+        for seq, chunk in latest.items():
             arrival = got.get(seq)
             delivered = (arrival is not None and arrival.kind == "segment"
                          and arrival.captured_at is not None
-                         and abs(arrival.captured_at - captured) < 0.01)
-            if captured >= fault.ended and not delivered:
+                         and abs(arrival.captured_at - chunk.captured_at) < 0.01)
+            if chunk.captured_at >= fault.ended and not delivered:
                 missed_after.add(seq)
-    lost = {seq for seq in unannounced if seq not in replay_segments | replay_gaps}
+    lost = {seq for seq in unannounced if latest[seq].skipped is None
+            and seq not in replay_segments | replay_gaps}
     return Outcome(
         scenario=name, outage_s=fault.outage,
         stall_s=max(stall_of(r.arrivals, fault.started, stopped_at) for r in recorders),
         late=sorted(late), gaps=sorted(gaps), lost=sorted(lost),
         unannounced=sorted(unannounced), missed_after=sorted(missed_after),
         statuses=[s for r in recorders for at, s in r.statuses if at < stopped_at],
-        sent=len(sent), skipped=broadcaster.skipped(),
+        sent=sum(1 for c in chunks if c.skipped is None),
+        skipped=[f"{c.seq}: {c.skipped}" for c in chunks if c.skipped is not None],
         reconnects=sum(max(0, r.connections - 1) for r in recorders),
         duplicates=sorted({d for r in recorders for d in r.duplicates}),
         latency_p50_s=statistics.median(latencies) if latencies else float("nan"),

@@ -25,7 +25,8 @@ import pytest
 from chunkcast.testing import make_clip
 from tests.integration import fault_scenarios as faults
 from tests.integration.cluster import FaultCluster, fault_cluster
-from tests.integration.fault_support import Outcome, outage_seconds, run_live
+from tests.integration.fault_scenarios import run_live
+from tests.integration.fault_support import Outcome, outage_seconds
 from tests.servers.netns import NetnsUnavailable, check_available
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]

@@ -147,9 +147,10 @@ def namespace() -> Iterator[Link]:
 
 class Relays:
     """TCP relays in a thread of their own: each listens on an address the namespace reaches
-    and forwards to a server on 127.0.0.1, holding every chunk of data ``delay_s`` seconds
-    each way (set it from any thread; 0 forwards at once). A server that refuses or closes
-    a connection has its client's connection closed too."""
+    and forwards to the server on the same port of 127.0.0.1, holding every chunk of data
+    ``delay_s`` seconds each way (set it from any thread; 0 forwards at once). A server that
+    closes a connection has its client's connection closed too; while a server is down its
+    relay should refuse connections, as the server's own port does (:meth:`refusing`)."""
 
     def __init__(self) -> None:
         self.delay_s = 0.0
@@ -157,25 +158,39 @@ class Relays:
         self._thread = threading.Thread(target=self._loop.run_forever, name="relays",
                                         daemon=True)
         self._thread.start()
-        self._servers: list[asyncio.Server] = []
+        self._addresses: dict[int, str] = {}
+        self._listening: dict[int, asyncio.Server] = {}
 
-    def add(self, address: str, port: int, target_port: int) -> None:
-        """Relay ``address:port`` to ``127.0.0.1:target_port``."""
+    def add(self, address: str, port: int) -> None:
+        """Relay ``address:port`` to ``127.0.0.1:port``."""
+        self._addresses[port] = address
+        self._listen(port)
 
+    def _listen(self, port: int) -> None:
         async def listen() -> asyncio.Server:
             return await asyncio.start_server(
-                lambda r, w: self._serve(r, w, target_port), address, port)
+                lambda r, w: self._serve(r, w, port), self._addresses[port], port)
 
-        self._servers.append(asyncio.run_coroutine_threadsafe(listen(), self._loop).result())
+        self._listening[port] = asyncio.run_coroutine_threadsafe(listen(), self._loop).result()
+
+    @contextlib.contextmanager
+    def refusing(self, port: int) -> Iterator[None]:
+        """No new connection to ``port`` until the block ends (open ones go on)."""
+        listening = self._listening.pop(port)
+        self._loop.call_soon_threadsafe(listening.close)
+        try:
+            yield
+        finally:
+            self._listen(port)
 
     def close(self) -> None:
         async def shutdown() -> None:
-            for server in self._servers:
-                server.close()
-            current = asyncio.current_task()
-            for task in asyncio.all_tasks():
-                if task is not current:
-                    task.cancel()
+            for listening in self._listening.values():
+                listening.close()
+            others = asyncio.all_tasks() - {asyncio.current_task()}
+            for task in others:
+                task.cancel()
+            await asyncio.gather(*others, return_exceptions=True)
 
         if self._thread.is_alive():
             asyncio.run_coroutine_threadsafe(shutdown(), self._loop).result()
@@ -184,6 +199,13 @@ class Relays:
         self._loop.close()
 
     async def _serve(self, client_in: asyncio.StreamReader, client_out: asyncio.StreamWriter,
+                     target_port: int) -> None:
+        try:
+            await self._relay(client_in, client_out, target_port)
+        except asyncio.CancelledError:  # the relays are closing: so is the connection
+            client_out.transport.abort()
+
+    async def _relay(self, client_in: asyncio.StreamReader, client_out: asyncio.StreamWriter,
                      target_port: int) -> None:
         try:
             server_in, server_out = await asyncio.open_connection("127.0.0.1", target_port)

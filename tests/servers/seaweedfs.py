@@ -57,10 +57,12 @@ class SeaweedServer:
     def running(self) -> bool:
         return self.pid != 0
 
-    def stop(self) -> None:
-        """SIGTERM (SIGKILL after a grace period); the data dir and ports are kept."""
+    def stop(self, *, crash: bool = False) -> None:
+        """SIGTERM (SIGKILL after a grace period), or SIGKILL at once when ``crash``; the data
+        dir and ports are kept. (On SIGTERM weed can take the whole grace period, its S3 API
+        answering all along, while the gateway's streams to the filer drain.)"""
         if self._weed is not None and self.pid:
-            self._weed.stop()
+            self._weed.stop(crash=crash)
             self.pid = 0
 
     def start(self) -> None:
@@ -128,6 +130,9 @@ def _argv(weed: str, dir: Path, ports: dict[str, int]) -> list[str]:
         "-s3.port.iceberg=0", "-s3.port.lance=0",
         f"-s3.localSocket={dir / 's3.sock'}", f"-filer.localSocket={dir / 'filer.sock'}",
         "-volume.preStopSeconds=0",  # nothing to drain: stop at once on SIGTERM
+        # One master: once it has state (a restart), it waits an election timeout before it
+        # leads again; the default 10 s would make every restart last 15 s or more.
+        "-master.electionTimeout=1s", "-master.telemetry=false",
         "-master.volumeSizeLimitMB=64", "-volume.max=500",
     ]
 
@@ -225,8 +230,10 @@ class _Weed:
             raise
         return self._proc.pid
 
-    def stop(self) -> None:
+    def stop(self, *, crash: bool = False) -> None:
         if self._proc is not None:
+            if crash:
+                self._proc.kill()
             _stop(self._proc)
             self._proc = None
         _remove_sockets(self._ports)  # a new start must find none left behind
