@@ -137,9 +137,12 @@ class FakeEncoder:
     VOD: segments of ``segment_seconds`` covering the window, up to where the pictures end.
     Live: one segment as long as the chunk. An encode fails (MediaError, as a failed ffmpeg)
     when the input is not fake media, is read as another container than its own, is not
-    decodable, or when its ``first_seq`` is in ``fail_first_seqs`` (a live chunk's seq)."""
+    decodable, or when its ``first_seq`` is in ``fail_first_seqs`` (a live chunk's seq);
+    once only for a ``first_seq`` in ``fail_once_first_seqs`` (storage that went away
+    mid-read and came back)."""
 
     fail_first_seqs: set[int] = field(default_factory=set)
+    fail_once_first_seqs: set[int] = field(default_factory=set)
     calls: list[EncodeCall] = field(default_factory=list)
 
     async def encode(
@@ -153,6 +156,9 @@ class FakeEncoder:
         media = await _read(source.url, ENCODE_FAILED)
         if (media.container != source.format or not media.decodable
                 or first_seq in self.fail_first_seqs):
+            raise MediaError(ENCODE_FAILED)
+        if first_seq in self.fail_once_first_seqs:
+            self.fail_once_first_seqs.discard(first_seq)
             raise MediaError(ENCODE_FAILED)
         if kind == "live":
             durations = [media.pictures_end]

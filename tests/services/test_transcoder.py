@@ -151,6 +151,23 @@ async def test_a_source_that_ends_early_fails_at_the_chunk_where_it_ends(
         "(truncated or damaged)")
 
 
+async def test_an_upload_is_failed_only_when_its_chunk_fails_twice(world: World) -> None:
+    """ffmpeg reading from storage that went away and came back fails like bad media: the
+    chunk is tried once more, storage answering, before the upload is blamed."""
+    world.encoder.fail_once_first_seqs = {0}
+    once, _ = await _split(world, fake_media(duration=12.0))
+    await world.work()
+    assert (await world.videos.get(once.id)).status is VideoStatus.READY
+    assert [c.first_seq for c in world.encoder.calls].count(0) == 2
+
+    world.encoder.fail_first_seqs = {0}
+    twice, _ = await _split(world, fake_media(duration=12.0))
+    await world.work()
+    failed = await world.videos.get(twice.id)
+    assert failed.status is VideoStatus.FAILED and failed.error is not None
+    assert failed.error.startswith("chunk 0:")
+
+
 async def _stream(world: World) -> tuple[Video, str]:
     stream, key = await world.streams.create("live")
     return stream, key

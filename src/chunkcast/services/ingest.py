@@ -82,9 +82,11 @@ class Splitter:
             info = await self._prober.probe_source(await self._store.input_url(event.key))
         except MediaError:
             # The probe reads the source from storage: if storage cannot be reached now,
-            # this raises and the source is retried instead of failed as unreadable.
+            # this raises and the source is retried instead of failed as unreadable. Storage
+            # that went away and came back during the probe looks like a damaged file, so
+            # the source is blamed only when a second probe, storage answering, fails too.
             await self._store.stat(event.key)
-            raise
+            info = await self._prober.probe_source(await self._store.input_url(event.key))
         if info.duration > self._max_seconds:
             raise MediaError(f"the video lasts {info.duration / 3600:.1f} hours; the limit is "
                              f"{self._max_seconds / 3600:g} hours")

@@ -91,11 +91,20 @@ class Transcoder:
         except MediaError as exc:
             await self._confirm_bad_media(event)
             if video.kind is VideoKind.VOD:
-                await self._lifecycle.fail(video.id, f"chunk {event.seq}: {exc.message}")
-                return
-            # A bad live chunk is skipped: viewers get a gap marker, the stream goes on.
-            log.warning("stream %s: chunk %d skipped: %s", video.id, event.seq, exc.message)
-            segments = []
+                # An upload fails for good, so its media is blamed only when a second try,
+                # storage answering, fails too: ffmpeg reading from storage that went away
+                # and came back fails like a damaged or truncated file.
+                try:
+                    segments = await self._transcode(video, event, mine, infos)
+                except MediaError as again:
+                    await self._confirm_bad_media(event)
+                    await self._lifecycle.fail(video.id, f"chunk {event.seq}: {again.message}")
+                    return
+            else:
+                # A bad live chunk is skipped: viewers get a gap marker, the stream goes on.
+                log.warning("stream %s: chunk %d skipped: %s", video.id, event.seq,
+                            exc.message)
+                segments = []
         await self._repo.upsert_segments(segments)
         # Recorded before the segments are announced, so that an embedded process's fan-out
         # to viewers does not share the moment with this bookkeeping.

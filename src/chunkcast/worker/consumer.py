@@ -51,7 +51,7 @@ class RetryBudget:
     live_s: float = 30.0
     vod_s: float = 900.0
     first_delay_s: float = 0.5
-    max_delay_s: float = 5.0
+    max_delay_s: float = 2.0  # how late after an outage ends a held chunk goes on, at worst
 
     def deadline(self, event: Event, first_attempt: float) -> float:
         """The wall-clock time (Unix seconds) after which ``event`` is given up."""

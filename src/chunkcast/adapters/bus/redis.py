@@ -59,8 +59,11 @@ DEFAULT_PREFIX = "chunkcast"
 DEFAULT_MAX_LEN = 10_000  # entries kept in a stream without groups, and of dead letters
 MAINTAIN_EVERY_MAX_S = 30.0  # a group's stream is trimmed at least this often while read
 DEAD_CONSUMER_ACK_TIMEOUTS = 3  # idle this many ack timeouts, with nothing pending: removed
-SOCKET_TIMEOUT_S = 30.0
-SUBSCRIBE_BLOCK_MS = 5_000  # a subscriber's XREAD returns at least this often
+# A connection that stops answering (a network partition: no reset, no refusal) is given up
+# after this long and opened again, instead of after TCP's own retransmission timeout.
+SOCKET_TIMEOUT_S = 2.5
+CONNECT_TIMEOUT_S = 2.0
+SUBSCRIBE_BLOCK_MS = 1_500  # a subscriber's XREAD returns at least this often
 PING_TIMEOUT_S = 2.0  # a readiness check answers within this, retrying nothing
 BACKLOG_PAGE = 1_000
 # Ride out a Redis restart or failover of a few seconds instead of failing the caller.
@@ -139,6 +142,7 @@ class RedisBus:
         self._redis = Redis.from_url(
             # Blocking reads wait up to SUBSCRIBE_BLOCK_MS: the socket timeout must be longer.
             url, decode_responses=True, socket_timeout=SOCKET_TIMEOUT_S,
+            socket_connect_timeout=CONNECT_TIMEOUT_S,
             retry=Retry(ExponentialWithJitterBackoff(cap=RECONNECT_BACKOFF_CAP_S, base=0.02),
                         RECONNECT_TRIES),
             retry_on_error=[LostConnection, NoAnswer])
