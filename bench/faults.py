@@ -88,9 +88,12 @@ def main() -> None:
     parser.add_argument("--outage", type=float,
                         default=float(os.environ.get("CHUNKCAST_FAULT_OUTAGE_S", 10)),
                         help="seconds a stopped server stays down (CHUNKCAST_FAULT_OUTAGE_S)")
+    parser.add_argument("--delay", type=float, default=faults.DELAY_S,
+                        help="seconds added to each worker round trip in workers-delayed")
     parser.add_argument("--only", default="", help="scenarios to run, comma-separated: "
                         + ", ".join([*faults.DISTRIBUTED, EMBEDDED]))
     args = parser.parse_args()
+    faults.DELAY_S = args.delay
     only = {n for n in args.only.split(",") if n}
     bench = Bench(args.outage, source_clip(10, "426x240"), source_clip(12, "426x240"))
     started = time.monotonic()
@@ -115,12 +118,12 @@ def main() -> None:
           f"<= outage + {STALL_ALLOWANCE_S:.0f} s {'ok' if verdict['stall_ok'] else 'MISSED'}"
           f" ({time.monotonic() - started:.0f} s)")
     RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / "faults.json"
+    path = RESULTS / (f"faults-delay{args.delay:g}.json" if args.only == "workers-delayed" else "faults.json")
     path.write_text(json.dumps({
         "benchmark": "faults", "at": time.strftime("%Y%m%dT%H%M%S"),
         "machine": platform.node(), "python": platform.python_version(),
         "cpus": os.cpu_count(),
-        "settings": {"outage_s": args.outage, **faults.SETTINGS},
+        "settings": {"outage_s": args.outage, "delay_s": args.delay, **faults.SETTINGS},
         "targets": {"lost": 0, "stall_s": f"outage + {STALL_ALLOWANCE_S:.0f}"},
         "verdict": verdict, "results": bench.rows}, indent=2) + "\n")
     print(f"wrote {path}")

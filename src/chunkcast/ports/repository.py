@@ -144,9 +144,9 @@ class VideoRepository(Protocol):
         bound optional), and of these only the ``first`` or the ``last`` so many. A live
         stream's history grows without end: readers ask for the range they need."""
 
-    async def finish_job(self, video_id: str, seq: int, group: str) -> int:
-        """Mark chunk ``seq`` done for worker ``group`` (idempotent); returns how many
-        jobs of the video are done."""
+    async def finish_job(self, video_id: str, seq: int, group: str) -> None:
+        """Mark chunk ``seq`` done for worker ``group`` (idempotent). One statement on the
+        live path: the count is :meth:`jobs_done`'s, asked only when it is needed."""
 
     async def jobs_done(self, video_id: str, groups: Collection[str] | None = None) -> int:
         """How many chunk transcodes of the video are finished (only those of ``groups``

@@ -354,12 +354,11 @@ class SqlVideoRepository:
         return [Segment(r.video_id, r.rendition, r.seq, r.key, r.pts_start, r.duration,
                         r.captured_at) for r in rows]
 
-    async def finish_job(self, video_id: str, seq: int, group: str) -> int:
+    async def finish_job(self, video_id: str, seq: int, group: str) -> None:
         async with self._session.begin() as s:
             await s.execute(self._insert(ChunkJobRow).values(
                 video_id=video_id, seq=seq, worker_group=group, done_at=utc_now()
             ).on_conflict_do_nothing())
-        return await self.jobs_done(video_id)
 
     async def jobs_done(self, video_id: str, groups: Collection[str] | None = None) -> int:
         query = select(func.count()).select_from(ChunkJobRow).where(
