@@ -64,6 +64,7 @@ bench: test-venv system-deps
 	$(BIN)/python bench/latency.py
 	$(BIN)/python bench/fanout.py
 	$(BIN)/python bench/edge.py
+	$(BIN)/python bench/faults.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

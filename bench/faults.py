@@ -118,7 +118,9 @@ def main() -> None:
           f"<= outage + {STALL_ALLOWANCE_S:.0f} s {'ok' if verdict['stall_ok'] else 'MISSED'}"
           f" ({time.monotonic() - started:.0f} s)")
     RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / (f"faults-delay{args.delay:g}.json" if args.only == "workers-delayed" else "faults.json")
+    # A run of the delay alone at another delay is kept beside the full run's figures.
+    delay_only = args.only == "workers-delayed"
+    path = RESULTS / (f"faults-delay{args.delay:g}.json" if delay_only else "faults.json")
     path.write_text(json.dumps({
         "benchmark": "faults", "at": time.strftime("%Y%m%dT%H%M%S"),
         "machine": platform.node(), "python": platform.python_version(),
