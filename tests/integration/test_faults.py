@@ -90,58 +90,15 @@ def check(outcome: Outcome, outcomes: list[Outcome]) -> None:
     assert not outcome.problems(), outcome.report()
 
 
-def distributed(name: str, cluster: FaultCluster, media: Media, outcomes: list[Outcome]
-                ) -> None:
+@pytest.mark.parametrize("name", list(faults.DISTRIBUTED))
+def test_a_live_stream_and_an_upload_ride_out(name: str, cluster: FaultCluster, media: Media,
+                                              outcomes: list[Outcome]) -> None:
+    """One fault of the distributed cluster (see ``faults.DISTRIBUTED``: delayed and
+    partitioned workers, SeaweedFS stopped, PostgreSQL and Redis restarted and stopped, a
+    worker and an API process killed, the broadcaster restarted)."""
     scenario = functools.partial(faults.DISTRIBUTED[name], cluster)
     check(run_live(cluster, name, media.live, media.upload, scenario, outage_s=OUTAGE_S),
           outcomes)
-
-
-def test_workers_delayed(cluster: FaultCluster, media: Media, outcomes: list[Outcome]) -> None:
-    distributed("workers-delayed", cluster, media, outcomes)
-
-
-def test_workers_partitioned_from_redis(cluster: FaultCluster, media: Media,
-                                        outcomes: list[Outcome]) -> None:
-    distributed("workers-partitioned", cluster, media, outcomes)
-
-
-def test_seaweedfs_stopped(cluster: FaultCluster, media: Media, outcomes: list[Outcome]
-                           ) -> None:
-    distributed("seaweedfs-stopped", cluster, media, outcomes)
-
-
-def test_postgres_restarted(cluster: FaultCluster, media: Media, outcomes: list[Outcome]
-                            ) -> None:
-    distributed("postgres-restarted", cluster, media, outcomes)
-
-
-def test_postgres_stopped(cluster: FaultCluster, media: Media, outcomes: list[Outcome]
-                          ) -> None:
-    distributed("postgres-stopped", cluster, media, outcomes)
-
-
-def test_redis_restarted(cluster: FaultCluster, media: Media, outcomes: list[Outcome]) -> None:
-    distributed("redis-restarted", cluster, media, outcomes)
-
-
-def test_redis_stopped(cluster: FaultCluster, media: Media, outcomes: list[Outcome]) -> None:
-    distributed("redis-stopped", cluster, media, outcomes)
-
-
-def test_worker_killed_holding_a_chunk(cluster: FaultCluster, media: Media,
-                                       outcomes: list[Outcome]) -> None:
-    distributed("worker-killed", cluster, media, outcomes)
-
-
-def test_api_process_killed_under_its_viewers(cluster: FaultCluster, media: Media,
-                                              outcomes: list[Outcome]) -> None:
-    distributed("api-killed", cluster, media, outcomes)
-
-
-def test_broadcaster_killed_and_restarted(cluster: FaultCluster, media: Media,
-                                          outcomes: list[Outcome]) -> None:
-    distributed("broadcaster-restarted", cluster, media, outcomes)
 
 
 def test_embedded_process_killed_and_restarted(tmp_path: Path, media: Media,
