@@ -88,8 +88,9 @@ def main() -> None:
     parser.add_argument("--outage", type=float,
                         default=float(os.environ.get("CHUNKCAST_FAULT_OUTAGE_S", 10)),
                         help="seconds a stopped server stays down (CHUNKCAST_FAULT_OUTAGE_S)")
-    parser.add_argument("--delay", type=float, default=faults.DELAY_S,
-                        help="seconds added to each worker round trip in workers-delayed")
+    parser.add_argument("--delay", type=float, default=0.05,
+                        help="seconds added to each worker round trip in workers-delayed "
+                             "(0.05: servers in another region)")
     parser.add_argument("--only", default="", help="scenarios to run, comma-separated: "
                         + ", ".join([*faults.DISTRIBUTED, EMBEDDED]))
     args = parser.parse_args()

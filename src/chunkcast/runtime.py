@@ -109,7 +109,8 @@ class Platform:
         self.relay = OutboxRelay(self.repo, self.bus, self.metrics)
         self.operations = Operations(
             self.repo, self.bus, self.store, self.metrics,
-            [(events.SOURCES, SPLITTER_GROUP)] + [(events.CHUNKS, g) for g in s.groups])
+            [(events.SOURCES, SPLITTER_GROUP)]
+            + [(topic, g) for topic in events.CHUNK_TOPICS for g in s.groups])
 
     async def start(self) -> None:
         """What must exist before the first request: the bucket, and the consumer groups of
@@ -118,7 +119,8 @@ class Platform:
         await self.store.ensure_ready()
         await self.bus.ensure_group(events.SOURCES, SPLITTER_GROUP)
         for group in self.settings.groups:
-            await self.bus.ensure_group(events.CHUNKS, group)
+            for topic in events.CHUNK_TOPICS:
+                await self.bus.ensure_group(topic, group)
 
     async def close(self) -> None:
         await self.bus.close()
@@ -145,9 +147,10 @@ class Platform:
                                 timeout_per_media_s=s.transcode_timeout_factor),
                 prober=prober, encoder=encoder,
             )
-            out.append(self._consumer(events.CHUNKS, group, name,
-                                      {events.ChunkUploaded: transcoder.handle},
-                                      transcoder.give_up, concurrency=s.worker_concurrency))
+            # Live chunks and an upload's chunks each get their own slots.
+            out += [self._consumer(topic, group, name, {events.ChunkUploaded: transcoder.handle},
+                                   transcoder.give_up, concurrency=s.worker_concurrency)
+                    for topic in events.CHUNK_TOPICS]
         return out
 
     def _consumer(self, topic: str, group: str, name: str, handlers: dict[type[Event], Any],

@@ -24,7 +24,7 @@ async def test_a_source_is_probed_and_cut_into_chunks_of_whole_segments(world: W
     video = await world.upload(media=fake_media(duration=10.0, width=640, height=360,
                                                 fps=25.0))
     await world.work(groups=())
-    assert _chunks(await world.published(events.CHUNKS)) == [
+    assert _chunks(await world.published(events.VOD_CHUNKS)) == [
         (0, 0.0, 4.0, "mov"), (1, 4.0, 4.0, "mov"), (2, 8.0, 2.0, "mov")]
     processing = await world.videos.get(video.id)
     assert processing.status is VideoStatus.PROCESSING
@@ -45,7 +45,7 @@ async def test_a_source_is_probed_and_cut_into_chunks_of_whole_segments(world: W
 async def test_the_container_the_probe_found_is_passed_on(world: World) -> None:
     await world.upload(media=fake_media(duration=3.0, container="matroska"))
     await world.work(groups=())
-    assert _chunks(await world.published(events.CHUNKS)) == [(0, 0.0, 3.0, "matroska")]
+    assert _chunks(await world.published(events.VOD_CHUNKS)) == [(0, 0.0, 3.0, "matroska")]
 
 
 async def test_only_groups_with_renditions_to_encode_count_as_jobs(
@@ -60,9 +60,9 @@ async def test_only_groups_with_renditions_to_encode_count_as_jobs(
 async def test_a_redelivered_source_publishes_the_same_chunks_again(world: World) -> None:
     video = await world.upload(media=fake_media(duration=6.0))
     await world.work(groups=())
-    first = _chunks(await world.published(events.CHUNKS))
+    first = _chunks(await world.published(events.VOD_CHUNKS))
     await world.splitter.handle(events.SourceUploaded(video.id, keys.source(video.id)))
-    assert _chunks(await world.published(events.CHUNKS)) == first
+    assert _chunks(await world.published(events.VOD_CHUNKS)) == first
     assert len(await world.repo.chunks(video.id)) == 2
     assert (await world.videos.get(video.id)).status is VideoStatus.PROCESSING
 
@@ -72,7 +72,7 @@ async def _failure(world: World, media: bytes) -> str | None:
     await world.work(groups=())
     failed = await world.videos.get(video.id)
     assert failed.status is VideoStatus.FAILED, failed
-    assert await world.published(events.CHUNKS) == []
+    assert await world.published(events.VOD_CHUNKS) == []
     assert (await world.statuses())[-1] == (video.id, "failed", failed.error)
     return failed.error
 
@@ -137,7 +137,7 @@ async def test_a_probe_that_fails_while_storage_is_down_is_retried_not_blamed(
     assert error is None
     assert world.prober.probed[0][1].endswith(".unreachable")  # the probe did fail on it
     assert (await world.videos.get(video.id)).status is VideoStatus.PROCESSING
-    assert len(_chunks(await world.published(events.CHUNKS))) == 2
+    assert len(_chunks(await world.published(events.VOD_CHUNKS))) == 2
 
 
 async def test_a_source_past_its_budget_fails_with_a_plain_reason(world: World) -> None:
@@ -150,4 +150,4 @@ async def test_a_source_past_its_budget_fails_with_a_plain_reason(world: World) 
     assert (failed.status, failed.error) == (VideoStatus.FAILED,
                                              "storage was unreachable for 1 second")
     assert error == failed.error
-    assert await world.published(events.CHUNKS) == []
+    assert await world.published(events.VOD_CHUNKS) == []

@@ -22,7 +22,7 @@ async def _split(world: World, media: bytes) -> tuple[Video, list[events.ChunkUp
     """An upload, split: its chunk events, not transcoded yet."""
     video = await world.upload(media=media)
     await world.work(groups=())
-    chunks = [e for e in await world.published(events.CHUNKS)
+    chunks = [e for e in await world.published(events.VOD_CHUNKS)
               if isinstance(e, events.ChunkUploaded)]
     await world.statuses()
     return video, chunks
@@ -259,10 +259,11 @@ async def test_a_refused_first_live_chunk_is_a_gap_and_the_next_plans(world: Wor
 # -- dependency trouble: retried while the chunk is worth it, never blamed on the media ---
 
 def _transcoding(world: World, bus: FaultyBus, *, budget: RetryBudget = FAST,
-                 give_up: GiveUp | None = None) -> AbstractAsyncContextManager[object]:
-    """The "all" group's worker, through ``bus``."""
+                 give_up: GiveUp | None = None, topic: str = events.CHUNKS
+                 ) -> AbstractAsyncContextManager[object]:
+    """The "all" group's worker of ``topic`` (live chunks by default), through ``bus``."""
     transcoder = world.transcoders["all"]
-    return working(bus, events.CHUNKS, "all", transcoder.handle,
+    return working(bus, topic, "all", transcoder.handle,
                    give_up or transcoder.give_up, metrics=world.metrics, budget=budget)
 
 
@@ -372,7 +373,8 @@ async def test_an_upload_chunk_past_its_budget_fails_the_upload_plainly(
     video, _ = await _split(world, fake_media(duration=4.0))
     world.outages.storage.begin()
     bus = FaultyBus(world.bus)
-    async with _transcoding(world, bus, budget=RetryBudget(vod_s=0.2, first_delay_s=0.01)):
+    async with _transcoding(world, bus, budget=RetryBudget(vod_s=0.2, first_delay_s=0.01),
+                            topic=events.VOD_CHUNKS):
         await settled(bus)
     failed = await world.videos.get(video.id)
     assert failed.status is VideoStatus.FAILED

@@ -31,7 +31,7 @@ SECRET = "s" * 64
 CDN = "http://cdn.test"
 API = "http://api.test"
 OBSERVER = "test-observer"
-TOPICS = (events.SOURCES, events.CHUNKS, events.SEGMENTS, events.VIDEOS)
+TOPICS = (events.SOURCES, *events.CHUNK_TOPICS, events.SEGMENTS, events.VIDEOS)
 
 
 class Clock:
@@ -103,7 +103,8 @@ class World:
         """The groups the platform creates at start, and one that records every event."""
         await self.bus.ensure_group(events.SOURCES, "splitter")
         for group in self.groups:
-            await self.bus.ensure_group(events.CHUNKS, group)
+            for topic in events.CHUNK_TOPICS:
+                await self.bus.ensure_group(topic, group)
         for topic in TOPICS:
             await self.bus.ensure_group(topic, OBSERVER)
 
@@ -119,8 +120,8 @@ class World:
         returns how many were handled."""
         routes: list[tuple[str, str, Callable[[Any], Awaitable[None]]]] = [
             (events.SOURCES, "splitter", self.splitter.handle)]
-        routes += [(events.CHUNKS, g, t.handle) for g, t in self.transcoders.items()
-                   if groups is None or g in groups]
+        routes += [(topic, g, t.handle) for topic in events.CHUNK_TOPICS
+                   for g, t in self.transcoders.items() if groups is None or g in groups]
         handled = 0
         while True:
             before = handled

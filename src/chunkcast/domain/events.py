@@ -9,7 +9,11 @@ SCHEMA_VERSION = 1
 
 # Topic names, one per event family (ARCHITECTURE §2).
 SOURCES = "sources"
+# Live chunks and an upload's chunks travel apart, each rendition group consuming both with
+# slots of its own, so a stream never waits behind an upload's backlog.
 CHUNKS = "chunks"
+VOD_CHUNKS = "vod_chunks"
+CHUNK_TOPICS = (CHUNKS, VOD_CHUNKS)
 SEGMENTS = "segments"
 VIDEOS = "videos"
 
@@ -98,6 +102,7 @@ def decode(data: str | bytes) -> Event:
 TOPIC_EVENTS: dict[str, tuple[type[Event], ...]] = {
     SOURCES: (SourceUploaded,),
     CHUNKS: (ChunkUploaded,),
+    VOD_CHUNKS: (ChunkUploaded,),
     SEGMENTS: (SegmentReady,),
     VIDEOS: (VideoStatusChanged, VideoPrivacyChanged),
 }

@@ -107,7 +107,7 @@ class Splitter:
         await self._lifecycle.move(event.video_id, VideoStatus.PROCESSING,
                                    only_from=(VideoStatus.UPLOADED,))
         for c in chunks:
-            await self._bus.publish(events.CHUNKS, events.ChunkUploaded(
+            await self._bus.publish(events.VOD_CHUNKS, events.ChunkUploaded(
                 c.video_id, "vod", c.seq, c.key, c.pts_start, c.duration,
                 container=info.container))
 
