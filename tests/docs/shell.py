@@ -26,11 +26,13 @@ class RecipeFailed(AssertionError):
 
 def reader_env(**settings: str) -> dict[str, str]:
     """This process's environment as a reader's shell would have it after ``make up``: no
-    ``CHUNKCAST_*``/``AWS_*`` settings, and the virtualenv not on the PATH (the README says
-    ``.venv/bin/chunkcast``), plus ``settings``."""
+    ``CHUNKCAST_*``/``AWS_*`` settings, the virtualenv not on the PATH (the README says
+    ``.venv/bin/chunkcast``), not inside a ``make`` (as under ``make test``: a nested make
+    prints "Entering directory"), plus ``settings``."""
     venv_bin = str(Path(sys.prefix) / "bin")
     env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("CHUNKCAST_", "AWS_", "CC_")) and k != "VIRTUAL_ENV"}
+           if not k.startswith(("CHUNKCAST_", "AWS_", "CC_"))
+           and k not in ("VIRTUAL_ENV", "MAKELEVEL", "MAKEFLAGS", "MFLAGS")}
     env["PATH"] = os.pathsep.join(p for p in env.get("PATH", "").split(os.pathsep)
                                   if p and p != venv_bin)
     return {**env, **settings}
