@@ -187,10 +187,12 @@ class Relays:
         async def shutdown() -> None:
             for listening in self._listening.values():
                 listening.close()
-            others = asyncio.all_tasks() - {asyncio.current_task()}
-            for task in others:
-                task.cancel()
-            await asyncio.gather(*others, return_exceptions=True)
+            # Until none is left: a cancelled task may leave one it started (a pipe's
+            # sender), or a connection accepted meanwhile may start one.
+            while others := asyncio.all_tasks() - {asyncio.current_task()}:
+                for task in others:
+                    task.cancel()
+                await asyncio.gather(*others, return_exceptions=True)
 
         if self._thread.is_alive():
             asyncio.run_coroutine_threadsafe(shutdown(), self._loop).result()
@@ -249,6 +251,7 @@ class Relays:
             await sender
         finally:
             sender.cancel()
+            await asyncio.gather(sender, return_exceptions=True)
 
 
 @contextlib.contextmanager
