@@ -10,7 +10,6 @@ import os
 import secrets
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ import websockets
 
 from chunkcast.testing import Server, free_port, run_chunkcast, run_server
 from tests.integration.api import admin, put
+from tests.integration.cluster import upgrade_database
 from tests.integration.live_support import create_stream, start_broadcast, wait_for_renditions
 from tests.servers.nginx import Nginx, deploy, run_nginx
 from tests.servers.postgres import PostgresServer, create_database
@@ -58,10 +58,7 @@ def balanced(tmp_path: Path, postgres: PostgresServer) -> Iterator[Balanced]:
             "CHUNKCAST_X264_PRESET": "ultrafast",
             "CHUNKCAST_LIVE_GAP_TIMEOUT_SECONDS": "10",
         }
-        upgrade = subprocess.run([sys.executable, "-m", "chunkcast", "db", "upgrade"],
-                                 env={**os.environ, **env, "CHUNKCAST_DATA_DIR": str(tmp_path)},
-                                 capture_output=True, text=True, timeout=60, check=False)
-        assert upgrade.returncode == 0, upgrade.stderr
+        upgrade_database(env, tmp_path)
         apis = []
         for name in ("api-1", "api-2"):
             port = free_port()

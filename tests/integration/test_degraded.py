@@ -6,11 +6,8 @@ served again, and live viewers keep getting segments, which come over the bus.""
 import asyncio
 import contextlib
 import json
-import os
 import re
 import secrets
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -27,6 +24,7 @@ from chunkcast.adapters.storage.s3 import make_client
 from chunkcast.config import load_settings
 from chunkcast.domain import events, keys
 from chunkcast.testing import Server, free_port, run_chunkcast
+from tests.integration.cluster import upgrade_database
 from tests.integration.live_support import (
     create_stream,
     make_chunks,
@@ -83,10 +81,7 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
             "CHUNKCAST_LIVE_GAP_TIMEOUT_SECONDS": "120",
             "CHUNKCAST_LIVE_IDLE_TIMEOUT_SECONDS": "300",
         }
-        upgrade = subprocess.run([sys.executable, "-m", "chunkcast", "db", "upgrade"],
-                                 env={**os.environ, **env, "CHUNKCAST_DATA_DIR": str(root)},
-                                 capture_output=True, text=True, timeout=60, check=False)
-        assert upgrade.returncode == 0, upgrade.stderr
+        upgrade_database(env, root)
         proc = stack.enter_context(run_chunkcast(["api", "--port", str(port)], root / "api",
                                                  env=env, health_url=f"{url}/healthz"))
         stack.enter_context(run_chunkcast(["worker"], root / "worker", env=env))
