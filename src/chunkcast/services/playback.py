@@ -271,6 +271,8 @@ class Playback:
     async def master(self, video_id: str, token: Token = (None, None)) -> str:
         video, query = await self._playable(video_id, token)
         renditions = await self._repo.renditions(video_id)
+        if not renditions:  # a live stream before its first segment: players retry a 404
+            raise NotFound("no rendition yet")
         suffix = f"?{query}" if query is not None else ""
         return render_master(_variants(renditions, lambda name: f"{name}/index.m3u8{suffix}",
                                        bool(video.has_audio)))
