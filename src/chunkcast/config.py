@@ -76,6 +76,9 @@ class Settings(BaseSettings):
     upload_url_seconds: int = Field(3600, ge=60)
     playback_url_seconds: int = Field(4 * 3600, ge=60)  # lifetime of private playback URLs
     live_window_segments: int = Field(6, ge=3)
+    # Low-Latency HLS: a live segment is also published as parts of at most this long
+    # (fMP4 fragments inside the segment, listed as byte ranges).
+    part_seconds: float = Field(0.334, ge=0.1, le=5.0)
     live_idle_timeout_seconds: float = Field(30.0, gt=0)
     live_gap_timeout_seconds: float = Field(5.0, gt=0)
     live_start_segments: int = Field(3, ge=1)

@@ -16,6 +16,7 @@ from chunkcast.domain.events import (
     decode,
     encode,
 )
+from chunkcast.domain.videos import Part
 
 VID = "abcdefghijklmnop"
 
@@ -71,3 +72,12 @@ def test_unknown_fields_are_ignored(event: Event) -> None:
 def test_optional_fields_may_be_missing() -> None:
     body = {"type": "video.status", "v": 1, "video_id": VID, "status": "processing"}
     assert decode(json.dumps(body)) == VideoStatusChanged(VID, "processing")
+
+
+def test_segment_parts_survive_the_round_trip() -> None:
+    parts = (Part(0, 900, 0.333, True), Part(900, 700, 0.333, False),
+             Part(1600, 650, 0.334, False))
+    event = events.SegmentReady("v1", "360p", 4, "k", "i", 4.0, 1.0, None, "t", parts)
+    assert events.decode(events.encode(event)) == event
+    old = events.SegmentReady("v1", "360p", 4, "k", "i", 4.0, 1.0, None, "t")
+    assert events.decode(events.encode(old)).parts == ()

@@ -5,6 +5,8 @@ import json
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
+from chunkcast.domain.videos import Part
+
 SCHEMA_VERSION = 1
 
 # Topic names, one per event family (ARCHITECTURE §2).
@@ -56,6 +58,7 @@ class SegmentReady:
     duration: float
     captured_at: str | None
     ready_at: str
+    parts: tuple[Part, ...] = ()  # a live segment's partial segments (LL-HLS)
 
 
 @dataclass(frozen=True)
@@ -97,7 +100,10 @@ def decode(data: str | bytes) -> Event:
     cls = EVENT_TYPES[body.pop("type")]
     body.pop("v", None)
     names = {f.name for f in dataclasses.fields(cls)}
-    return cls(**{k: v for k, v in body.items() if k in names})
+    fields = {k: v for k, v in body.items() if k in names}
+    if "parts" in fields:
+        fields["parts"] = tuple(Part(**part) for part in fields["parts"])
+    return cls(**fields)
 
 TOPIC_EVENTS: dict[str, tuple[type[Event], ...]] = {
     SOURCES: (SourceUploaded,),

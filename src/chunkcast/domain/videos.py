@@ -127,8 +127,22 @@ class RenditionInfo:
 
 
 @dataclass(frozen=True)
+class Part:
+    """A partial segment (Low-Latency HLS): a byte range of its segment's object holding one
+    or more whole fMP4 fragments (moof + mdat), in order. ``independent``: its first video
+    sample is a keyframe."""
+
+    offset: int
+    length: int
+    duration: float
+    independent: bool
+
+
+@dataclass(frozen=True)
 class Segment:
-    """One fMP4 media segment of one rendition."""
+    """One fMP4 media segment of one rendition. ``parts``: its partial segments, in order,
+    covering the whole segment (a live segment's, known to the live feed from its event; the
+    catalogue does not keep them)."""
 
     video_id: str
     rendition: str
@@ -137,6 +151,7 @@ class Segment:
     pts_start: float
     duration: float
     captured_at: str | None = None
+    parts: tuple[Part, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -3,11 +3,14 @@
 from dataclasses import dataclass
 from pathlib import Path
 
+from chunkcast.domain.videos import Part
+
 
 @dataclass(frozen=True)
 class WrittenSegment:
     path: Path
     duration: float
+    parts: tuple[Part, ...] = ()  # a live segment's fragments as LL-HLS parts
 
 
 def read_written_segments(playlist: Path) -> list[WrittenSegment]:

@@ -316,7 +316,7 @@ class LiveFeed:
             if channel is None:
                 return
         segment = Segment(event.video_id, event.rendition, event.seq, event.key,
-                          event.pts_start, event.duration, event.captured_at)
+                          event.pts_start, event.duration, event.captured_at, event.parts)
         if channel.hold(segment, self._clock(), event.ready_at) and channel.loaded.is_set():
             channel.flush()
             self._touch(channel)

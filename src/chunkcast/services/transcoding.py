@@ -113,7 +113,7 @@ class Transcoder:
         for s in segments:
             await self._bus.publish(events.SEGMENTS, events.SegmentReady(
                 s.video_id, s.rendition, s.seq, s.key, keys.init_segment(s.video_id, s.rendition),
-                s.pts_start, s.duration, s.captured_at, ready_at))
+                s.pts_start, s.duration, s.captured_at, ready_at, s.parts))
         await finish_if_complete(self._repo, self._lifecycle, self._playback, video.id,
                                  self._cfg.groups)
 
