@@ -90,7 +90,8 @@ class Platform:
         self.lifecycle = Lifecycle(self.repo, self.bus)
         signer = Signer(playback_secret(s.secret_key), s.playback_url_seconds)
         self.playback = Playback(self.repo, self.store, signer, s.media_base_url, s.public_url,
-                                 s.segment_seconds, live_window=s.live_window_segments)
+                                 s.segment_seconds, live_window=s.live_window_segments,
+                                 part_seconds=s.part_seconds)
         self.videos = Videos(self.repo, self.store, self.bus, self.lifecycle, self.metrics,
                              upload_url_seconds=s.upload_url_seconds,
                              max_upload_bytes=s.max_upload_bytes)

@@ -69,8 +69,9 @@ async def test_a_live_playlist_is_a_sliding_window_with_gaps_in_their_place(
     await world.work()
     window, growing = await world.playback.media(stream.id, "240p")
     assert growing and "#EXT-X-ENDLIST" not in window
-    # The last three seqs, the lost one listed as a gap where its segment would have been.
-    assert "#EXT-X-MEDIA-SEQUENCE:3" in window and window.count("#EXT-X-GAP") == 1
+    # The last three seqs, the lost one listed as a gap where its segment would have been;
+    # Media Sequence Numbers are seqs plus one.
+    assert "#EXT-X-MEDIA-SEQUENCE:4" in window and window.count("#EXT-X-GAP") == 1
     assert _uris(window) == [
         f"{CDN}/media/{keys.segment(stream.id, '240p', s)}" for s in (3, 4, 5)]
     dvr, _ = await world.playback.media(stream.id, "240p", dvr=True)

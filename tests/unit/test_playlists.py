@@ -81,15 +81,17 @@ def test_extinf_is_exact_to_six_decimals() -> None:
 
 @pytest.mark.parametrize(
     ("durations", "target"),
-    [([2.0, 2.0, 1.5], 2), ([2.0, 2.5, 1.0], 3), ([1.2], 2), ([4.0, 3.9], 4), ([2.01], 3),
-     ([0.3], 1), ([6.006, 6.006], 7)],
+    [([2.0, 2.0, 1.5], 2), ([2.0, 2.5, 1.0], 3), ([1.2], 1), ([4.0, 3.9], 4), ([2.01], 2),
+     ([0.3], 1), ([6.006, 6.006], 6), ([1.0, 1.033333, 0.966667], 1), ([1.5], 2)],
 )
-def test_target_duration_is_the_ceiling_of_the_longest(
+def test_target_duration_is_the_longest_rounded_to_the_nearest_integer(
     durations: list[float], target: int
 ) -> None:
     text = render_media([seg(i, d) for i, d in enumerate(durations)], "init.mp4",
                         ended=True, vod=True)
     assert tag_values(text, "EXT-X-TARGETDURATION") == [str(target)]
+    # RFC 8216 section 4.3.3.1: each EXTINF rounded to the nearest integer is at most it.
+    assert all(round(d + 1e-9) <= target for d in durations)
 
 
 def test_declared_target_duration_is_kept_when_longer() -> None:

@@ -65,7 +65,8 @@ def _internal(exc: Exception) -> JSONResponse:
 def install(app: FastAPI) -> None:
     @app.exception_handler(ChunkcastError)
     async def _domain(_: Request, exc: ChunkcastError) -> JSONResponse:
-        return error_response(exc.status, exc.code, exc.message)
+        retry = {"Retry-After": "1"} if exc.status == 503 else None
+        return error_response(exc.status, exc.code, exc.message, retry)
 
     @app.exception_handler(Unavailable)
     async def _unavailable(request: Request, exc: Unavailable) -> JSONResponse:

@@ -28,6 +28,21 @@ class NotFound(ChunkcastError):
     status = 404
 
 
+class BadRequest(ChunkcastError):
+    """A request the server will not serve as asked (e.g. a playlist part too far ahead)."""
+
+    code = "bad_request"
+    status = 400
+
+
+class NotYet(ChunkcastError):
+    """What was asked for does not exist yet and did not appear within the time the server
+    waits (a blocking playlist request): the same request may work in a moment."""
+
+    code = "not_yet"
+    status = 503
+
+
 class InvalidInput(ChunkcastError):
     code = "invalid_input"
     status = 422

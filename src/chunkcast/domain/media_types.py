@@ -3,6 +3,7 @@
 IMMUTABLE = "public, max-age=31536000, immutable"
 PLAYLIST_VOD = "public, max-age=60"
 PLAYLIST_LIVE = "public, max-age=1"
+PLAYLIST_BLOCKING = "public, max-age=6"  # the answer to a blocking LL-HLS request
 PRIVATE = "private, no-store"
 
 _TYPES = {

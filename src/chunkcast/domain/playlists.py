@@ -6,11 +6,99 @@ from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
+class PlaylistPart:
+    """A partial segment (RFC 8216bis EXT-X-PART): ``length`` bytes at ``offset`` of its
+    segment's URI."""
+
+    duration: float
+    offset: int
+    length: int
+    independent: bool
+
+
+@dataclass(frozen=True)
 class PlaylistSegment:
-    seq: int
+    seq: int  # its Media Sequence Number
     duration: float
     uri: str
     program_date_time: str | None = None
+    parts: tuple[PlaylistPart, ...] = ()
+
+
+@dataclass(frozen=True)
+class RenditionReport:
+    """Where another rendition of the same stream stands (EXT-X-RENDITION-REPORT)."""
+
+    uri: str
+    last_msn: int
+    last_part: int | None  # None: its last segment has no parts
+
+
+@dataclass(frozen=True)
+class LiveControl:
+    """What makes a growing playlist a Low-Latency one (RFC 8216bis): blocking reload, delta
+    updates and, when segments have parts, the parts of the latest ones.
+
+    ``part_target``: the longest a part may be; ``next_uri``: the URI the next segment will
+    have (its first part is hinted); ``skip``: the client asked for a delta update."""
+
+    part_target: float
+    next_uri: str | None = None
+    reports: Sequence[RenditionReport] = ()
+    skip: bool = False
+
+
+def _target_duration(segments: Sequence[PlaylistSegment], floor: float | None) -> int:
+    """EXT-X-TARGETDURATION: every EXTINF rounded to the nearest integer is at most this
+    (RFC 8216 section 4.3.3.1); at least 1, and at least ``floor`` rounded up when given."""
+    longest = max((s.duration for s in segments), default=floor or 1.0)
+    target = math.floor(longest + 0.5)
+    if floor is not None:
+        target = max(target, math.ceil(floor - 1e-3))
+    return max(target, 1)
+
+
+def _seconds(value: float) -> str:
+    return f"{value:.3f}".rstrip("0").rstrip(".")
+
+
+def hold_backs(target: int, part_target: float | None, longest: float) -> tuple[float, float]:
+    """HOLD-BACK and PART-HOLD-BACK of a live playlist. HOLD-BACK is the RFC's minimum, three
+    target durations. PART-HOLD-BACK is at least three part targets (the RFC asks for two
+    and recommends three), and since a segment's parts are published together, when its
+    chunk is transcoded, also a whole segment plus half a second: a player that far behind
+    the newest part still has media when the next segment arrives, through the jitter of
+    transcoding."""
+    parts = 3 * part_target if part_target else 0.0
+    return 3.0 * target, round(max(parts, longest + 0.5), 3)
+
+
+def skippable(segments: Sequence[PlaylistSegment], target: int) -> int:
+    """How many entries (segments and the gaps between them) a delta update leaves out: those
+    that start more than CAN-SKIP-UNTIL (six target durations) before the playlist's end."""
+    entries = _entries(segments)
+    total = sum(duration for _, duration, _ in entries)
+    elapsed, skipped = 0.0, 0
+    for _, duration, _ in entries:
+        if total - elapsed <= 6 * target:
+            break
+        elapsed += duration
+        skipped += 1
+    return skipped
+
+
+def _entries(segments: Sequence[PlaylistSegment]
+             ) -> list[tuple[int, float, PlaylistSegment | None]]:
+    """Every media sequence number from the first segment to the last, with its duration and
+    segment (None: a gap, as long as the segment before it)."""
+    out: list[tuple[int, float, PlaylistSegment | None]] = []
+    previous: PlaylistSegment | None = None
+    for s in segments:
+        if previous is not None:
+            out += [(m, previous.duration, None) for m in range(previous.seq + 1, s.seq)]
+        out.append((s.seq, s.duration, s))
+        previous = s
+    return out
 
 
 @dataclass(frozen=True)
@@ -45,45 +133,82 @@ def render_media(
     target_duration: float | None = None,
     event: bool = False,
     gap_uri: Callable[[int], str] | None = None,
+    live: LiveControl | None = None,
 ) -> str:
     """Media playlist. ``vod`` marks PLAYLIST-TYPE:VOD, ``event`` PLAYLIST-TYPE:EVENT (a live
-    playlist that only grows, for DVR); ``ended`` adds EXT-X-ENDLIST.
+    playlist that only grows, for DVR); ``ended`` adds EXT-X-ENDLIST; ``live`` makes a
+    growing playlist a Low-Latency one (see :class:`LiveControl`). The target duration comes
+    from the segments listed (``target_duration``: a floor).
 
     ``segments`` must be in seq order. A hole in the numbering (a chunk that failed for good)
     is listed as EXT-X-GAP entries at ``gap_uri(seq)``, as long as the segment before it, so
     that every entry keeps its place in the media sequence (players count entries from
     EXT-X-MEDIA-SEQUENCE); without ``gap_uri`` it is only marked with EXT-X-DISCONTINUITY.
     """
-    longest = max((s.duration for s in segments), default=target_duration or 2.0)
-    target = math.ceil(max(longest, target_duration or 0.0) - 1e-3)
+    target = _target_duration(segments, target_duration)
     first = segments[0].seq if segments else 0
-    holes = bool(segments) and segments[-1].seq - first + 1 != len(segments)
-    lines = [
-        "#EXTM3U",
-        f"#EXT-X-VERSION:{8 if holes and gap_uri else 7}",
-        f"#EXT-X-TARGETDURATION:{max(target, 1)}",
-        f"#EXT-X-MEDIA-SEQUENCE:{first}",
-        "#EXT-X-INDEPENDENT-SEGMENTS",
-    ]
+    entries = _entries(segments)
+    holes = len(entries) != len(segments)
+    skipped = skippable(segments, target) if live is not None and live.skip else 0
+    has_parts = live is not None and any(s.parts for s in segments)
+    version = 9 if skipped else 8 if holes and gap_uri else 7
+    lines = ["#EXTM3U", f"#EXT-X-VERSION:{version}", f"#EXT-X-TARGETDURATION:{target}"]
+    if live is not None:
+        longest = max((s.duration for s in segments), default=float(target))
+        hold_back, part_hold_back = hold_backs(target, live.part_target if has_parts else None,
+                                               longest)
+        control = (f"#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,"
+                   f"CAN-SKIP-UNTIL={_seconds(6.0 * target)},HOLD-BACK={_seconds(hold_back)}")
+        if has_parts:
+            control += f",PART-HOLD-BACK={_seconds(part_hold_back)}"
+        lines.append(control)
+        if has_parts:
+            lines.append(f"#EXT-X-PART-INF:PART-TARGET={_seconds(live.part_target)}")
+    lines += [f"#EXT-X-MEDIA-SEQUENCE:{first}", "#EXT-X-INDEPENDENT-SEGMENTS"]
     if vod:
         lines.append("#EXT-X-PLAYLIST-TYPE:VOD")
     elif event:
         lines.append("#EXT-X-PLAYLIST-TYPE:EVENT")
     lines.append(f'#EXT-X-MAP:URI="{init_uri}"')
+    if skipped:
+        lines.append(f"#EXT-X-SKIP:SKIPPED-SEGMENTS={skipped}")
+    # Parts are listed for the segments of the last three target durations (RFC 8216bis
+    # section 6.2.2 lets older ones go).
+    total = sum(duration for _, duration, _ in entries)
+    start = 0.0
     previous: PlaylistSegment | None = None
-    for s in segments:
-        if previous is not None and s.seq != previous.seq + 1:
+    for index, (msn, duration, s) in enumerate(entries):
+        begins, start = start, start + duration
+        if index < skipped:
+            previous = s or previous
+            continue
+        if s is None:
             if gap_uri is None:
-                lines.append("#EXT-X-DISCONTINUITY")
+                if previous is not None and previous.seq == msn - 1:
+                    lines.append("#EXT-X-DISCONTINUITY")
             else:
-                for missing in range(previous.seq + 1, s.seq):
-                    lines += ["#EXT-X-GAP", f"#EXTINF:{previous.duration:.6f},",
-                              gap_uri(missing)]
+                lines += ["#EXT-X-GAP", f"#EXTINF:{duration:.6f},", gap_uri(msn)]
+            continue
         if s.program_date_time:
             lines.append(f"#EXT-X-PROGRAM-DATE-TIME:{s.program_date_time}")
+        if has_parts and total - begins <= 3 * target + 1e-6:
+            lines += [_part(s.uri, p) for p in s.parts]
         lines.append(f"#EXTINF:{s.duration:.6f},")
         lines.append(s.uri)
         previous = s
+    if live is not None and has_parts and live.next_uri is not None and not ended:
+        lines.append(f'#EXT-X-PRELOAD-HINT:TYPE=PART,URI="{live.next_uri}",BYTERANGE-START=0')
+    for report in live.reports if live is not None else ():
+        text = f'#EXT-X-RENDITION-REPORT:URI="{report.uri}",LAST-MSN={report.last_msn}'
+        if report.last_part is not None and has_parts:
+            text += f",LAST-PART={report.last_part}"
+        lines.append(text)
     if ended:
         lines.append("#EXT-X-ENDLIST")
     return "\n".join(lines) + "\n"
+
+
+def _part(uri: str, p: PlaylistPart) -> str:
+    independent = ",INDEPENDENT=YES" if p.independent else ""
+    return (f"#EXT-X-PART:DURATION={p.duration:.6f},URI=\"{uri}\","
+            f"BYTERANGE=\"{p.length}@{p.offset}\"{independent}")

@@ -7,6 +7,7 @@ the catalogue and evicts channels nobody needs.
 """
 
 import asyncio
+import contextlib
 import itertools
 from collections import deque
 from collections.abc import Callable
@@ -71,6 +72,10 @@ class Channel:
         self.seats = 0  # memberships not yet left (joining, receiving or revoked)
         self.info: RenditionInfo | None = None  # from the catalogue, once its codecs are known
         self.started = asyncio.Event()  # set by the first item
+        # Changes with every item taken and status heard; blocking playlist requests wait
+        # for it (:meth:`wait_changed`). Each change replaces the event its waiters hold.
+        self.version = 0
+        self._changed = asyncio.Event()
         self.loaded = asyncio.Event()  # set once loaded from the catalogue
 
     @property
@@ -134,8 +139,21 @@ class Channel:
         for listener in list(self.members):
             listener.deliver(text)  # the same string for every viewer
 
+    def notify(self) -> None:
+        """Wake whoever waits for the channel to change."""
+        self.version += 1
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    async def wait_changed(self, version: int, timeout_s: float) -> None:
+        """Return once the channel is past ``version``, or after ``timeout_s``."""
+        if self.version == version:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), timeout_s)
+
     def _append(self, item: FeedItem) -> None:
         self.items.append(item)
         self.next_seq = item.seq + 1
         self.started.set()
         self.broadcast(item.text)
+        self.notify()

@@ -119,7 +119,25 @@ class LiveFeed:
         channel = self._channels.get((video_id, rendition))
         if channel is None or not channel.loaded.is_set():
             return None
-        return Recent(channel.first_seq, channel.segments())
+        return Recent(channel.first_seq, channel.segments(), channel.version)
+
+    def renditions(self, video_id: str) -> list[str]:
+        """The renditions of ``video_id`` this process holds channels of."""
+        state = self._videos.get(video_id)
+        return list(state.channels) if state is not None else []
+
+    async def changed(self, video_id: str, rendition: str, version: int,
+                      timeout_s: float) -> None:
+        """Return once the rendition's channel is past ``version`` (a new item, or the
+        video's status changed), or after ``timeout_s``: what a blocking playlist request
+        waits for. The channel is opened if this process has none (raise NotFound for an
+        unknown video)."""
+        channel = self._channels.get((video_id, rendition))
+        if channel is None:
+            channel = await self._open(video_id, rendition, hold=False)
+            if channel.version != version:
+                return
+        await channel.wait_changed(version, timeout_s)
 
     async def _rendition(self, video_id: str, rendition: str) -> RenditionInfo | None:
         """A rendition of the video as the catalogue has it (None: no such rendition)."""
@@ -356,6 +374,7 @@ class LiveFeed:
         text = Messages.status(event.status)
         for channel in list(state.channels.values()):
             channel.broadcast(text)
+            channel.notify()
             if channel.loaded.is_set():
                 self._touch(channel)
                 if state.complete and channel.seats == 0:

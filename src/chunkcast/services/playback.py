@@ -8,10 +8,18 @@ from dataclasses import dataclass, replace
 from typing import Protocol
 
 from chunkcast.domain import keys
-from chunkcast.domain.errors import Expired, Forbidden, NotFound
+from chunkcast.domain.errors import BadRequest, Expired, Forbidden, NotFound, NotYet
 from chunkcast.domain.ids import check_rendition
 from chunkcast.domain.ladder import fallback_codecs
-from chunkcast.domain.playlists import PlaylistSegment, Variant, render_master, render_media
+from chunkcast.domain.playlists import (
+    LiveControl,
+    PlaylistPart,
+    PlaylistSegment,
+    RenditionReport,
+    Variant,
+    render_master,
+    render_media,
+)
 from chunkcast.domain.signing import playback_check, playback_expiry, playback_signature
 from chunkcast.domain.videos import RenditionInfo, Segment, Video, VideoKind, VideoStatus
 from chunkcast.ports.repository import VideoRepository
@@ -21,6 +29,11 @@ from chunkcast.services.outages import failed_dependency
 PRIVACY_MEMORY_S = 2.0
 LAST_GOOD_ENTRIES = 4096  # playlists whose last good answer is kept
 LAST_GOOD_BYTES = 64 * 1024**2  # and at most this much text in all
+# A segment's Media Sequence Number is its seq plus one: hls.js never sends a blocking
+# request for a playlist whose sequence is 0.
+MSN_OFFSET = 1
+BLOCK_TARGETS = 3  # a blocking request waits at most this many target durations
+AHEAD_MSN = 2  # a blocking request further ahead than this is refused (RFC 8216bis 6.2.5.2)
 
 
 @dataclass(frozen=True)
@@ -30,6 +43,17 @@ class Recent:
 
     first: int
     segments: Sequence[Segment]
+    version: int = 0  # changes with each item the channel takes (see LiveWindow.changed)
+
+
+@dataclass(frozen=True)
+class Blocking:
+    """A blocking playlist request (``_HLS_msn``, ``_HLS_part``; RFC 8216bis 6.2.5.2): held
+    until the playlist has part ``part`` of the segment with Media Sequence Number ``msn``,
+    or a later segment. Safari asks for a segment without a part: part 0."""
+
+    msn: int
+    part: int = 0
 
 
 @dataclass(frozen=True)
@@ -88,6 +112,14 @@ class LastGood:
 class LiveWindow(Protocol):
     def recent(self, video_id: str, rendition: str) -> Recent | None:
         """What this process holds in memory of a rendition (None: nothing)."""
+
+    def renditions(self, video_id: str) -> list[str]:
+        """The renditions of a video this process holds in memory."""
+
+    async def changed(self, video_id: str, rendition: str, version: int,
+                      timeout_s: float) -> None:
+        """Return once the rendition's items differ from ``version`` (a new segment or gap,
+        or the video's status changed), or after ``timeout_s``."""
 
 
 def _seq(segment: Segment) -> int:
@@ -168,20 +200,44 @@ def _variants(
 
 
 def _media(segments: Sequence[Segment], init_uri: str, uri: Callable[[str], str],
-           *, ended: bool, vod: bool, target: float, event: bool = False) -> str:
+           *, ended: bool, vod: bool, target: float | None, event: bool = False,
+           live: LiveControl | None = None) -> str:
     """A rendition's media playlist; ``uri`` makes the URI of an object key."""
-    items = [PlaylistSegment(s.seq, s.duration, uri(s.key), s.captured_at) for s in segments]
+    items = [PlaylistSegment(s.seq + MSN_OFFSET, s.duration, uri(s.key), s.captured_at,
+                             tuple(PlaylistPart(p.duration, p.offset, p.length, p.independent)
+                                   for p in s.parts))
+             for s in segments]
 
-    def gap_uri(seq: int) -> str:  # where the segment of a lost chunk would have been
-        return uri(keys.segment(segments[0].video_id, segments[0].rendition, seq))
+    def gap_uri(msn: int) -> str:  # where the segment of a lost chunk would have been
+        return uri(keys.segment(segments[0].video_id, segments[0].rendition, msn - MSN_OFFSET))
 
     return render_media(items, init_uri, ended=ended, vod=vod, target_duration=target,
-                        event=event, gap_uri=gap_uri)
+                        event=event, gap_uri=gap_uri, live=live)
+
+
+@dataclass(frozen=True)
+class _View:
+    """A media playlist as rendered, with what a blocking request is checked against."""
+
+    text: str
+    growing: bool
+    last: Segment | None = None  # the newest segment listed (a live playlist's)
+    version: int = 0
+    target: float = 1.0
+
+
+def _satisfies(last: Segment, block: Blocking) -> bool:
+    msn = last.seq + MSN_OFFSET
+    return msn > block.msn or (msn == block.msn and len(last.parts) > block.part) \
+        or (msn == block.msn and not last.parts)
 
 
 class Playback:
     def __init__(self, repo: VideoRepository, store: ObjectStore, signer: Signer, base_url: str,
-                 public_url: str, segment_seconds: int, *, live_window: int = 6) -> None:
+                 public_url: str, segment_seconds: int, *, live_window: int = 6,
+                 part_seconds: float = 0.334) -> None:
+        """``segment_seconds``: the length of an upload's segments (the least target
+        duration of its playlists); ``part_seconds``: the longest part of a live segment."""
         self._repo = repo
         self.signer = signer
         self._store = store
@@ -189,6 +245,7 @@ class Playback:
         self._public = public_url.rstrip("/")
         self._target = float(segment_seconds)
         self._window = live_window
+        self._part = part_seconds
         # Privacy of the videos whose objects were asked for, with when it was read.
         # Eviction: an entry is read again after PRIVACY_MEMORY_S (or replaced at once by
         # :meth:`privacy_changed`); everything is dropped beyond 10,000 videos.
@@ -278,13 +335,20 @@ class Playback:
                                        bool(video.has_audio)))
 
     async def media(self, video_id: str, rendition: str, *, dvr: bool = False,
-                    token: Token = (None, None), live: LiveWindow | None = None
-                    ) -> tuple[str, bool]:
+                    token: Token = (None, None), live: LiveWindow | None = None,
+                    skip: bool = False) -> tuple[str, bool]:
         """The media playlist and whether it can still change (a live stream's does).
 
         Live: a sliding window of the latest segments, served from what ``live`` (the API
-        process's live feed) holds in memory; with ``dvr`` everything so far, the older part
-        from the catalogue. VOD and ended streams: from the catalogue."""
+        process's live feed) holds in memory, as a Low-Latency HLS playlist (``skip``: a
+        delta update); with ``dvr`` everything so far, the older part from the catalogue.
+        VOD and ended streams: from the catalogue."""
+        view = await self._view(video_id, rendition, dvr=dvr, token=token, live=live,
+                                skip=skip)
+        return view.text, view.growing
+
+    async def _view(self, video_id: str, rendition: str, *, dvr: bool, token: Token,
+                    live: LiveWindow | None, skip: bool) -> _View:
         video, query = await self._playable(video_id, token)
         check_rendition(rendition)
         growing = video.status is VideoStatus.LIVE
@@ -309,10 +373,49 @@ class Playback:
             # listed, a live playlist never has more than ``window`` entries.
             newest = segments[-1].seq
             segments = [s for s in segments[-self._window:] if s.seq > newest - self._window]
-        text = _media(segments, init, url, ended=not growing,
-                      vod=video.kind is not VideoKind.LIVE, event=growing and dvr,
-                      target=self._target)
-        return text, growing
+        control = None
+        if growing:
+            suffix = f"?{query}" if query is not None else ""
+            others = [r for r in live.renditions(video_id) if r != rendition] if live else []
+            reports = []
+            for other in sorted(others):
+                theirs = live.recent(video_id, other) if live is not None else None
+                if theirs is not None and theirs.segments:
+                    newest_of = theirs.segments[-1]
+                    reports.append(RenditionReport(
+                        f"../{other}/index.m3u8{suffix}", newest_of.seq + MSN_OFFSET,
+                        len(newest_of.parts) - 1 if newest_of.parts else None))
+            control = LiveControl(
+                self._part, url(keys.segment(video_id, rendition, segments[-1].seq + 1)),
+                reports, skip)
+        vod = video.kind is not VideoKind.LIVE
+        text = _media(segments, init, url, ended=not growing, vod=vod,
+                      event=growing and dvr, target=self._target if vod else None,
+                      live=control)
+        longest = max(s.duration for s in segments)
+        return _View(text, growing, segments[-1] if growing else None,
+                     recent.version if recent is not None else 0,
+                     max(1.0, float(round(longest))))
+
+    async def _blocking(self, video_id: str, rendition: str, block: Blocking, *, dvr: bool,
+                        token: Token, live: LiveWindow, skip: bool) -> _View:
+        """The playlist once it holds what ``block`` asks for, at most BLOCK_TARGETS target
+        durations later (then NotYet); at once when the video is no longer live, or the
+        request is too far ahead (BadRequest)."""
+        deadline: float | None = None
+        while True:
+            view = await self._view(video_id, rendition, dvr=dvr, token=token, live=live,
+                                    skip=skip)
+            if not view.growing or view.last is None or _satisfies(view.last, block):
+                return view
+            if block.msn > view.last.seq + MSN_OFFSET + AHEAD_MSN:
+                raise BadRequest(f"segment {block.msn} is too far ahead of the live edge")
+            now = time.monotonic()
+            if deadline is None:
+                deadline = now + BLOCK_TARGETS * view.target
+            if now >= deadline:
+                raise NotYet(f"segment {block.msn} part {block.part} is not available yet")
+            await live.changed(video_id, rendition, view.version, deadline - now)
 
     async def serve_master(self, video_id: str, token: Token = (None, None)) -> Playlist:
         """:meth:`master`, or while a dependency is down its last good answer."""
@@ -321,14 +424,21 @@ class Playback:
         return await self._serve((video_id, "", False, *token), fresh)
 
     async def serve_media(self, video_id: str, rendition: str, *, dvr: bool = False,
-                          token: Token = (None, None), live: LiveWindow | None = None
-                          ) -> Playlist:
-        """:meth:`media`, or while a dependency is down its last good answer."""
+                          token: Token = (None, None), live: LiveWindow | None = None,
+                          block: Blocking | None = None, skip: bool = False) -> Playlist:
+        """:meth:`media`, or while a dependency is down its last good answer. ``block``: a
+        blocking request, answered once the playlist holds what it asks for."""
         async def fresh() -> Playlist:
-            text, growing = await self.media(video_id, rendition, dvr=dvr, token=token,
-                                             live=live)
-            return Playlist(text, growing)
-        return await self._serve((video_id, rendition, dvr, *token), fresh)
+            if block is not None and live is not None:
+                view = await self._blocking(video_id, rendition, block, dvr=dvr, token=token,
+                                            live=live, skip=skip)
+            else:
+                view = await self._view(video_id, rendition, dvr=dvr, token=token, live=live,
+                                        skip=skip)
+            return Playlist(view.text, view.growing)
+        # A delta update is kept apart: it must never stand in for a whole playlist.
+        return await self._serve((video_id, f"{rendition}/skip" if skip else rendition, dvr,
+                                  *token), fresh)
 
     async def _serve(self, key: PlaylistKey, fresh: Callable[[], Awaitable[Playlist]]
                      ) -> Playlist:
@@ -359,7 +469,8 @@ class Playback:
             played = max(played, segments[-1].pts_start + segments[-1].duration
                           - segments[0].pts_start)
             text = _media(segments, "init.mp4", lambda key: key.rsplit("/", 1)[1], ended=True,
-                          vod=True, target=self._target)
+                          vod=True,
+                          target=self._target if video.kind is not VideoKind.LIVE else None)
             await self._store.put_bytes(keys.media_playlist(video.id, name), text.encode())
         master = render_master(_variants(renditions, lambda name: f"{name}/index.m3u8",
                                          bool(video.has_audio)))
