@@ -20,8 +20,16 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet -e .
 	touch $@
 
-$(VENV)/.test-installed: $(VENV)/.installed
+$(VENV)/.test-installed: $(VENV)/.installed pyproject.toml
 	$(BIN)/pip install --quiet -e ".[test]"
+	touch $@
+
+# hls.js for the browser tests and bench/hls_latency.py, pinned by its lock file.
+HLSJS := tests/browser/hlsjs
+$(HLSJS)/node_modules/.installed: $(HLSJS)/package.json $(HLSJS)/package-lock.json
+	command -v npm >/dev/null || { $(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq npm >/dev/null; }
+	cd $(HLSJS) && npm ci --silent --no-audit --no-fund
 	touch $@
 
 # System packages the tests need: ffprobe (Debian's ffmpeg), Redis, PostgreSQL, nginx,
@@ -45,7 +53,7 @@ system-deps:
 up: venv
 	$(BIN)/chunkcast up --port $(PORT) --demo
 
-test: test-venv system-deps
+test: test-venv system-deps $(HLSJS)/node_modules/.installed
 	$(BIN)/pytest -q
 
 # In seconds, with no server and no real ffmpeg: the pure units, and the services in-process
@@ -57,7 +65,7 @@ check: test-venv
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
 
-bench: test-venv system-deps
+bench: test-venv system-deps $(HLSJS)/node_modules/.installed
 	@command -v wrk >/dev/null || { $(SUDO) apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq wrk >/dev/null; }
 	$(BIN)/python bench/transcode.py

@@ -10,6 +10,7 @@ no path. This lives under ``tests/``: the installed package cannot wire it by mi
 """
 
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +20,7 @@ import anyio
 
 from chunkcast.domain.errors import MediaError
 from chunkcast.domain.ladder import Rendition
+from chunkcast.domain.videos import Part
 from chunkcast.media.hls import WrittenSegment
 from chunkcast.media.inputs import ALLOWED_CONTAINERS, LIVE_CHUNK_FORMAT, MediaInput
 from chunkcast.ports.media import ChunkKind, ChunkWindow, EncodedRendition, SourceInfo
@@ -135,7 +137,8 @@ class FakeEncoder:
     """Writes ``init.mp4`` and ``%08d.m4s`` files (a few bytes each) below ``out_dir``.
 
     VOD: segments of ``segment_seconds`` covering the window, up to where the pictures end.
-    Live: one segment as long as the chunk. An encode fails (MediaError, as a failed ffmpeg)
+    Live: one segment as long as the chunk, in parts of ``part_seconds`` (the last shorter)
+    covering its bytes, the first independent. An encode fails (MediaError, as a failed ffmpeg)
     when the input is not fake media, is read as another container than its own, is not
     decodable, or when its ``first_seq`` is in ``fail_first_seqs`` (a live chunk's seq);
     once only for a ``first_seq`` in ``fail_once_first_seqs`` (storage that went away
@@ -144,6 +147,7 @@ class FakeEncoder:
     fail_first_seqs: set[int] = field(default_factory=set)
     fail_once_first_seqs: set[int] = field(default_factory=set)
     calls: list[EncodeCall] = field(default_factory=list)
+    part_seconds: float = 0.334
 
     async def encode(
         self, source: MediaInput, renditions: Sequence[Rendition], out_dir: Path, *,
@@ -166,8 +170,9 @@ class FakeEncoder:
             end = min(window.start + window.duration, media.pictures_end)
             durations = _split(max(0.0, end - window.start), segment_seconds)
         codecs = VIDEO_CODECS + (f",{AUDIO_CODECS}" if has_audio else "")
+        part_seconds = self.part_seconds if kind == "live" else None
         return [await _write(out_dir / r.name, r.name, first_seq, durations, codecs,
-                             window.start) for r in renditions]
+                             window.start, part_seconds) for r in renditions]
 
 
 def _split(length: float, segment_seconds: int) -> list[float]:
@@ -179,8 +184,18 @@ def _split(length: float, segment_seconds: int) -> list[float]:
     return out
 
 
+def fake_parts(size: int, duration: float, part_seconds: float) -> tuple[Part, ...]:
+    """Parts of ``part_seconds`` (the last shorter) over a segment of ``size`` bytes, split
+    evenly, the first independent (one keyframe per live segment)."""
+    count = max(1, math.ceil(duration / part_seconds - 1e-9))
+    bounds = [size * i // count for i in range(count + 1)]
+    return tuple(Part(bounds[i], bounds[i + 1] - bounds[i],
+                      round(min(part_seconds, duration - i * part_seconds), 6), i == 0)
+                 for i in range(count))
+
+
 async def _write(folder: Path, rendition: str, first_seq: int, durations: list[float],
-                 codecs: str, start: float) -> EncodedRendition:
+                 codecs: str, start: float, part_seconds: float | None) -> EncodedRendition:
     await anyio.Path(folder).mkdir(parents=True, exist_ok=True)
     init = folder / "init.mp4"
     if not durations:  # nothing to encode: like ffmpeg, write nothing
@@ -189,7 +204,10 @@ async def _write(folder: Path, rendition: str, first_seq: int, durations: list[f
     written = []
     for i, duration in enumerate(durations):
         path = folder / f"{first_seq + i:08d}.m4s"
-        await anyio.Path(path).write_bytes(f"fake {rendition} {first_seq + i} "
-                                           f"{duration}".encode())
-        written.append(WrittenSegment(path, duration))
+        data = f"fake {rendition} {first_seq + i} {duration}".encode()
+        if part_seconds is not None:  # at least a byte per part
+            data = data.ljust(math.ceil(duration / part_seconds), b".")
+        await anyio.Path(path).write_bytes(data)
+        parts = () if part_seconds is None else fake_parts(len(data), duration, part_seconds)
+        written.append(WrittenSegment(path, duration, parts))
     return EncodedRendition(rendition, init, codecs, written, start)

@@ -1,8 +1,10 @@
-"""The production media adapters, without running a real ffmpeg: the encoder runs a
-stand-in script that writes what ffmpeg's HLS muxer would, so what it runs (the golden
-argv builders) and what it reads back are checked in milliseconds. The integration tests
-run the real ffmpeg."""
+"""The production media adapters, without running a real ffmpeg for the encode: the encoder
+runs a stand-in script that writes what ffmpeg's muxers would (an HLS playlist and segments
+for a VOD window, a fragmented MP4 for a live chunk), so what it runs (the golden argv
+builders) and what it reads back are checked quickly. ``test_parts`` and the integration
+tests run the real ffmpeg."""
 
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -14,7 +16,7 @@ from chunkcast.domain.ladder import Rendition
 from chunkcast.media.argv import EncodeOptions, InputRange, ladder_argv, live_chunk_argv
 from chunkcast.media.hls import WrittenSegment
 from chunkcast.media.inputs import MediaInput
-from chunkcast.media.process import FfmpegFailed
+from chunkcast.media.process import FfmpegFailed, ffmpeg_path
 from chunkcast.ports.media import ChunkKind, ChunkWindow, EncodedRendition
 
 R240 = Rendition("240p", 426, 240, 400, 96, 30.0)
@@ -37,6 +39,32 @@ for arg in "$@"; do
   esac
 done
 """
+
+
+# Copies a fragmented MP4 (its path follows) to every live output on its command line.
+COPIES_FRAGMENTED = r"""
+printf '%s\n' "$@" > "$0.argv"
+for arg in "$@"; do
+  case "$arg" in
+    */chunk.mp4) cp "$FRAGMENTED" "$arg";;
+  esac
+done
+"""
+
+
+@pytest.fixture(scope="module")
+def fragmented(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """1 s of a tiny picture and a tone as fragments of a third of a second, init first."""
+    path = tmp_path_factory.mktemp("fragmented") / "chunk.mp4"
+    subprocess.run([
+        ffmpeg_path(), "-v", "error", "-y",
+        "-f", "lavfi", "-i", "testsrc2=size=64x64:rate=30:duration=1",
+        "-f", "lavfi", "-i", "sine=sample_rate=48000:duration=1",
+        "-c:v", "libx264", "-preset", "veryfast", "-profile:v", "high", "-g", "300",
+        "-c:a", "aac",
+        "-f", "mp4", "-movflags", "+empty_moov+delay_moov+default_base_moof+skip_trailer",
+        "-frag_duration", "333333", str(path)], check=True, timeout=60)
+    return path
 
 
 def _stand_in(tmp_path: Path, body: str) -> Path:
@@ -68,26 +96,43 @@ async def test_a_vod_chunk_runs_the_ladder_command_and_reads_back_what_it_wrote(
         r, out / r / "init.mp4", "avc1.64001f,mp4a.40.2",
         [WrittenSegment(out / r / "00000005.m4s", 2.0),
          WrittenSegment(out / r / "00000006.m4s", 1.5)],
-        9.0) for r in ("240p", "360p")]  # the window's start on the offset timeline
+        8.0) for r in ("240p", "360p")]  # the window's start: the source's clock
 
 
-async def test_a_live_chunk_runs_the_live_command_and_keeps_its_timestamps(
-    tmp_path: Path,
+async def test_a_live_chunk_runs_the_live_command_and_reads_back_init_segment_and_parts(
+    tmp_path: Path, fragmented: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    ffmpeg = _stand_in(tmp_path, WRITES_HLS)
+    monkeypatch.setenv("FRAGMENTED", str(fragmented))
+    ffmpeg = _stand_in(tmp_path, COPIES_FRAGMENTED)
     out = tmp_path / "out"
     encoded = await _encode(ffmpeg, out, kind="live")
     ran = (tmp_path / "ffmpeg.argv").read_text().splitlines()
     assert [str(ffmpeg), *ran] == live_chunk_argv(
         str(ffmpeg), SOURCE, [R240, R360], out, has_audio=True, copy_audio=True,
-        opts=EncodeOptions(preset="ultrafast", segment_seconds=2), seq=5)
-    assert [e.start for e in encoded] == [8.0, 8.0]
+        opts=EncodeOptions(preset="ultrafast", segment_seconds=2, part_seconds=0.334))
+    whole = fragmented.read_bytes()
+    for e, name in zip(encoded, ("240p", "360p"), strict=True):
+        assert (e.rendition, e.start, e.codecs) == (name, 8.0, "avc1.64000a,mp4a.40.2")
+        (segment,) = e.segments
+        assert segment.path == out / name / "00000005.m4s"  # numbered like the chunk
+        init, media = e.init.read_bytes(), segment.path.read_bytes()
+        assert init + media == whole and init[4:8] == b"ftyp" and media[4:8] == b"moof"
+        assert segment.duration == pytest.approx(1.0, abs=0.001)
+        assert [p.independent for p in segment.parts] == [True, False, False]
+        assert sum(p.length for p in segment.parts) == len(media)
 
 
+async def test_a_live_chunk_written_as_something_else_is_a_failure(tmp_path: Path) -> None:
+    script = COPIES_FRAGMENTED.replace('cp "$FRAGMENTED" "$arg"', "printf 'not an mp4' > \"$arg\"")
+    with pytest.raises(FfmpegFailed, match="not a fragmented MP4"):
+        await _encode(_stand_in(tmp_path, script), tmp_path / "out", kind="live")
+
+
+@pytest.mark.parametrize("kind", ["vod", "live"])
 async def test_nothing_written_is_an_empty_result_for_the_service_to_judge(
-    tmp_path: Path,
+    tmp_path: Path, kind: ChunkKind,
 ) -> None:
-    encoded = await _encode(_stand_in(tmp_path, "exit 0\n"), tmp_path / "out")
+    encoded = await _encode(_stand_in(tmp_path, "exit 0\n"), tmp_path / "out", kind)
     assert [(e.rendition, e.segments, e.codecs) for e in encoded] == [
         ("240p", [], ""), ("360p", [], "")]
 

@@ -11,7 +11,7 @@ from chunkcast.domain.videos import Segment, Video, VideoStatus
 from chunkcast.media.inputs import MediaInput
 from chunkcast.ports.media import ChunkWindow
 from chunkcast.worker.consumer import CRASHED, GiveUp, RetryBudget
-from tests.fakes import VIDEO_CODECS, fake_chunk, fake_media
+from tests.fakes import VIDEO_CODECS, fake_chunk, fake_media, fake_parts
 
 from .conftest import WorldFactory
 from .faulty import FAST, FaultyBus, settled, working
@@ -198,6 +198,28 @@ async def test_a_live_chunk_becomes_one_segment_per_rendition_numbered_like_it(
                 "2026-11-24T10:00:00.000Z")]
     assert len(await world.published(events.SEGMENTS)) == 3
     assert (await world.streams.get(stream.id)).status is VideoStatus.LIVE
+
+
+async def test_a_live_segment_is_announced_with_its_parts(world: World) -> None:
+    stream, key = await _stream(world)
+    await _push(world, stream, key, 0, fake_chunk(1.0), duration=1.0)
+    await world.work()
+    ready = [e for e in await world.published(events.SEGMENTS)
+             if isinstance(e, events.SegmentReady) and e.rendition == "360p"]
+    (segment,) = ready
+    stored = await world.store.read_bytes(segment.key)
+    # As the encoder cut it: parts of at most the part length, covering the stored object.
+    assert segment.parts == fake_parts(len(stored), 1.0, world.encoder.part_seconds)
+    assert [p.independent for p in segment.parts] == [True, False, False]
+    assert sum(p.length for p in segment.parts) == len(stored)
+    assert sum(p.duration for p in segment.parts) == pytest.approx(segment.duration)
+
+
+async def test_a_vod_segment_has_no_parts(world: World) -> None:
+    _, chunks = await _split(world, fake_media(duration=4.0))
+    await world.transcoders["all"].handle(chunks[0])
+    assert [e.parts for e in await world.published(events.SEGMENTS)
+            if isinstance(e, events.SegmentReady)] == [()] * 4
 
 
 async def test_a_failing_live_chunk_is_a_gap_and_the_stream_goes_on(world: World) -> None:

@@ -1,7 +1,7 @@
 """Golden tests of the ffmpeg argv: the whole command is compared with a saved one.
 
-Output timestamps are the source clock plus a fixed 1 s timeline offset (see
-``TIMELINE_OFFSET_S``), so a window starting at 10 s is written at 11 s.
+An upload's output timestamps are its source's clock, so a window starting at 10 s is
+written at 10 s; a live chunk keeps the broadcaster's timestamps.
 """
 
 from pathlib import Path
@@ -10,9 +10,9 @@ import pytest
 
 from chunkcast.domain.ladder import Rendition
 from chunkcast.media.argv import (
-    TIMELINE_OFFSET_S,
     EncodeOptions,
     InputRange,
+    fragment_us,
     ladder_argv,
     live_chunk_argv,
 )
@@ -35,28 +35,30 @@ EXPECTED_WITH_AUDIO = [
     # 240p
     "-map", "[v0]",
     "-c:v", "libx264", "-preset", "veryfast", "-profile:v", "high",
-    "-b:v", "400k", "-maxrate", "428k", "-bufsize", "600k",
+    "-b:v", "400k", "-maxrate", "428k", "-bufsize", "600k", "-b_strategy", "0",
     "-g", "60", "-keyint_min", "60", "-sc_threshold", "0",
     "-force_key_frames", "expr:gte(t,n_forced*2)",
     "-map", "0:a:0", "-c:a", "aac", "-b:a", "96k", "-ac", "2", "-ar", "48000",
-    "-output_ts_offset", "11",
+    "-output_ts_offset", "10", "-avoid_negative_ts", "disabled",
     "-f", "hls", "-hls_time", "2", "-hls_playlist_type", "vod",
     "-hls_segment_type", "fmp4", "-hls_fmp4_init_filename", "init.mp4",
-    "-hls_segment_options", "use_editlist=0:avoid_negative_ts=disabled:movflags=+frag_discont",
+    "-hls_segment_options",
+    "use_editlist=0:avoid_negative_ts=disabled:movflags=+frag_discont+negative_cts_offsets",
     "-start_number", "5",
     "-hls_segment_filename", "/out/240p/%08d.m4s",
     "/out/240p/index.m3u8",
     # 360p
     "-map", "[v1]",
     "-c:v", "libx264", "-preset", "veryfast", "-profile:v", "high",
-    "-b:v", "800k", "-maxrate", "856k", "-bufsize", "1200k",
+    "-b:v", "800k", "-maxrate", "856k", "-bufsize", "1200k", "-b_strategy", "0",
     "-g", "60", "-keyint_min", "60", "-sc_threshold", "0",
     "-force_key_frames", "expr:gte(t,n_forced*2)",
     "-map", "0:a:0", "-c:a", "aac", "-b:a", "128k", "-ac", "2", "-ar", "48000",
-    "-output_ts_offset", "11",
+    "-output_ts_offset", "10", "-avoid_negative_ts", "disabled",
     "-f", "hls", "-hls_time", "2", "-hls_playlist_type", "vod",
     "-hls_segment_type", "fmp4", "-hls_fmp4_init_filename", "init.mp4",
-    "-hls_segment_options", "use_editlist=0:avoid_negative_ts=disabled:movflags=+frag_discont",
+    "-hls_segment_options",
+    "use_editlist=0:avoid_negative_ts=disabled:movflags=+frag_discont+negative_cts_offsets",
     "-start_number", "5",
     "-hls_segment_filename", "/out/360p/%08d.m4s",
     "/out/360p/index.m3u8",
@@ -74,26 +76,28 @@ EXPECTED_WITHOUT_AUDIO = [
     # 240p
     "-map", "[v0]",
     "-c:v", "libx264", "-preset", "veryfast", "-profile:v", "high",
-    "-b:v", "400k", "-maxrate", "428k", "-bufsize", "600k",
+    "-b:v", "400k", "-maxrate", "428k", "-bufsize", "600k", "-b_strategy", "0",
     "-g", "60", "-keyint_min", "60", "-sc_threshold", "0",
     "-force_key_frames", "expr:gte(t,n_forced*2)",
-    "-output_ts_offset", "11",
+    "-output_ts_offset", "10", "-avoid_negative_ts", "disabled",
     "-f", "hls", "-hls_time", "2", "-hls_playlist_type", "vod",
     "-hls_segment_type", "fmp4", "-hls_fmp4_init_filename", "init.mp4",
-    "-hls_segment_options", "use_editlist=0:avoid_negative_ts=disabled:movflags=+frag_discont",
+    "-hls_segment_options",
+    "use_editlist=0:avoid_negative_ts=disabled:movflags=+frag_discont+negative_cts_offsets",
     "-start_number", "5",
     "-hls_segment_filename", "/out/240p/%08d.m4s",
     "/out/240p/index.m3u8",
     # 360p
     "-map", "[v1]",
     "-c:v", "libx264", "-preset", "veryfast", "-profile:v", "high",
-    "-b:v", "800k", "-maxrate", "856k", "-bufsize", "1200k",
+    "-b:v", "800k", "-maxrate", "856k", "-bufsize", "1200k", "-b_strategy", "0",
     "-g", "60", "-keyint_min", "60", "-sc_threshold", "0",
     "-force_key_frames", "expr:gte(t,n_forced*2)",
-    "-output_ts_offset", "11",
+    "-output_ts_offset", "10", "-avoid_negative_ts", "disabled",
     "-f", "hls", "-hls_time", "2", "-hls_playlist_type", "vod",
     "-hls_segment_type", "fmp4", "-hls_fmp4_init_filename", "init.mp4",
-    "-hls_segment_options", "use_editlist=0:avoid_negative_ts=disabled:movflags=+frag_discont",
+    "-hls_segment_options",
+    "use_editlist=0:avoid_negative_ts=disabled:movflags=+frag_discont+negative_cts_offsets",
     "-start_number", "5",
     "-hls_segment_filename", "/out/360p/%08d.m4s",
     "/out/360p/index.m3u8",
@@ -166,7 +170,6 @@ def test_rate_control(video_kbps: int, maxrate: str, bufsize: str) -> None:
     [
         (InputRange(10, 10), 5, ["10", "10"]),
         (InputRange(12.5, 2), 6, ["12.5", "2"]),
-        (InputRange(0, 10), 0, ["0", "10"]),
         (InputRange(3598, 2.04), 1799, ["3598", "2.04"]),
     ],
 )
@@ -177,10 +180,23 @@ def test_window_sets_seek_timestamps_and_numbering(
                        opts=EncodeOptions(), window=window, first_seq=first_seq)
     assert [*values_of(argv, "-ss"), *values_of(argv, "-t")] == seek
     assert argv.index("-ss") < argv.index("-i"), "input seeking: -ss before -i"
-    # Consecutive windows keep the source clock, shifted by the same fixed offset.
+    # Consecutive windows keep the source clock.
     offsets = [float(v) for v in values_of(argv, "-output_ts_offset")]
-    assert offsets == [pytest.approx(window.start + TIMELINE_OFFSET_S)] * 2
+    assert offsets == [pytest.approx(window.start)] * 2
     assert values_of(argv, "-start_number") == [str(first_seq)] * 2
+    assert values_of(argv, "-bsf:a") == [], "a later window keeps its AAC priming"
+
+
+def test_the_first_window_starts_at_zero_without_a_seek_or_the_aac_priming() -> None:
+    argv = ladder_argv("ffmpeg", SOURCE, [R240, R360], Path("/out"), has_audio=True,
+                       opts=EncodeOptions(), window=InputRange(0, 10), first_seq=0)
+    assert "-ss" not in argv and values_of(argv, "-t") == ["10"]
+    assert [float(v) for v in values_of(argv, "-output_ts_offset")] == [0.0, 0.0]
+    # The priming packet would lie before 0, which an fMP4 decode time cannot hold.
+    assert values_of(argv, "-bsf:a") == ["noise=drop=lt(pts\\,0)"] * 2
+    silent = ladder_argv("ffmpeg", SOURCE, [R240], Path("/out"), has_audio=False,
+                         opts=EncodeOptions(), window=InputRange(0, 10))
+    assert "-bsf:a" not in silent
 
 
 def test_whole_source_without_window() -> None:
@@ -193,7 +209,7 @@ def test_whole_source_without_window() -> None:
     # Read only as the container the probe found, over https and nothing else.
     assert values_of(argv, "-f")[0] == "matroska"
     assert values_of(argv, "-protocol_whitelist") == ["https,tls,tcp"]
-    assert [float(v) for v in values_of(argv, "-output_ts_offset")] == [TIMELINE_OFFSET_S]
+    assert [float(v) for v in values_of(argv, "-output_ts_offset")] == [0.0]
     assert values_of(argv, "-start_number") == ["0"]
     assert values_of(argv, "-preset") == ["medium"]
     assert values_of(argv, "-loglevel") == ["warning"]
@@ -218,7 +234,80 @@ def test_a_live_chunk_is_read_as_mpegts_with_its_storage_protocols_only(
     url: str, protocols: str
 ) -> None:
     argv = live_chunk_argv("ffmpeg", MediaInput(url, "mpegts"), [R240], Path("/out"),
-                           has_audio=True, copy_audio=True, opts=EncodeOptions(), seq=7)
+                           has_audio=True, copy_audio=True, opts=EncodeOptions())
     before_input = argv[:argv.index("-i")]
     assert before_input[-5:] == ["-f", "mpegts", "-protocol_whitelist", protocols, "-copyts"]
     assert values_of(argv, "-i") == [url]
+
+
+LIVE_FMP4_FLAGS = ("+frag_discont+negative_cts_offsets+empty_moov+delay_moov"
+                   "+default_base_moof+skip_sidx+skip_trailer")
+
+EXPECTED_LIVE = [
+    "ffmpeg", "-hide_banner", "-nostdin", "-nostats", "-loglevel", "error", "-y",
+    "-f", "mpegts", "-protocol_whitelist", "file", "-copyts",
+    "-i", "/objects/chunks/x/00000007.ts",
+    "-filter_complex",
+    "[0:v:0]split=2[s0][s1];"
+    "[s0]scale=426:240,setsar=1,fps=30,format=yuv420p[v0];"
+    "[s1]scale=640:360,setsar=1,fps=30,format=yuv420p[v1]",
+    # 240p: one keyframe (a GOP far longer than the chunk), the broadcaster's AAC copied
+    "-map", "[v0]",
+    "-c:v", "libx264", "-preset", "veryfast", "-profile:v", "high",
+    "-b:v", "400k", "-maxrate", "428k", "-bufsize", "600k", "-b_strategy", "0",
+    "-g", "1800", "-sc_threshold", "0",
+    "-map", "0:a:0", "-c:a", "copy", "-bsf:a", "aac_adtstoasc", "-b:a", "96k",
+    "-avoid_negative_ts", "disabled",
+    "-f", "mp4", "-use_editlist", "0", "-movflags", LIVE_FMP4_FLAGS,
+    "-frag_duration", "333333",
+    "/out/240p/chunk.mp4",
+    # 360p
+    "-map", "[v1]",
+    "-c:v", "libx264", "-preset", "veryfast", "-profile:v", "high",
+    "-b:v", "800k", "-maxrate", "856k", "-bufsize", "1200k", "-b_strategy", "0",
+    "-g", "1800", "-sc_threshold", "0",
+    "-map", "0:a:0", "-c:a", "copy", "-bsf:a", "aac_adtstoasc", "-b:a", "128k",
+    "-avoid_negative_ts", "disabled",
+    "-f", "mp4", "-use_editlist", "0", "-movflags", LIVE_FMP4_FLAGS,
+    "-frag_duration", "333333",
+    "/out/360p/chunk.mp4",
+]
+
+
+def test_golden_live_argv() -> None:
+    argv = live_chunk_argv("ffmpeg", MediaInput("/objects/chunks/x/00000007.ts", "mpegts"),
+                           [R240, R360], Path("/out"), has_audio=True, copy_audio=True,
+                           opts=EncodeOptions())
+    assert argv == EXPECTED_LIVE
+
+
+def test_a_live_chunk_whose_audio_does_not_fit_has_it_encoded() -> None:
+    argv = live_chunk_argv("ffmpeg", MediaInput("c.ts", "mpegts"), [R240], Path("/out"),
+                           has_audio=True, copy_audio=False, opts=EncodeOptions())
+    assert values_of(argv, "-c:a") == ["aac"] and "-bsf:a" not in argv
+    no_audio = live_chunk_argv("ffmpeg", MediaInput("c.ts", "mpegts"), [R240], Path("/out"),
+                               has_audio=False, copy_audio=True, opts=EncodeOptions())
+    assert "0:a:0" not in no_audio
+
+
+@pytest.mark.parametrize(
+    ("part_seconds", "fps", "frames"),
+    [(0.334, 30.0, 10), (0.334, 25.0, 8), (0.334, 29.97, 10), (0.334, 60.0, 20),
+     (0.334, 23.976, 8), (0.5, 30.0, 15), (0.2, 50.0, 10), (1.0, 24.0, 24)],
+)
+def test_fragments_hold_the_whole_frames_that_fit_in_a_part(
+    part_seconds: float, fps: float, frames: int,
+) -> None:
+    us = fragment_us(part_seconds, fps)
+    # The muxer cuts at the first frame at least this long after the fragment's first: the
+    # frame after the last that fits, never one before it.
+    assert (frames - 1) / fps * 1e6 < us <= frames / fps * 1e6 <= part_seconds * 1e6
+    live = live_chunk_argv("ffmpeg", MediaInput("c.ts", "mpegts"),
+                           [Rendition("360p", 640, 360, 800, 128, fps)], Path("/out"),
+                           has_audio=False, copy_audio=False,
+                           opts=EncodeOptions(part_seconds=part_seconds))
+    assert values_of(live, "-frag_duration") == [str(us)]
+
+
+def test_a_part_holds_a_frame_even_when_a_frame_lasts_longer() -> None:
+    assert fragment_us(0.334, 2.0) == 500_000

@@ -85,7 +85,10 @@ class MediaEncoder(Protocol):
     ) -> list[EncodedRendition]:
         """Encode one chunk of ``source`` into every rendition, from one decode, as fMP4
         segments below ``out_dir/{rendition}/``: a VOD window as segments of
-        ``segment_seconds``, a live chunk as one segment, numbered from ``first_seq``.
+        ``segment_seconds``, a live chunk as one segment with its parts (LL-HLS: byte ranges
+        of whole fragments, each lasting at most the encoder's part length), numbered from
+        ``first_seq``. Media time is the source's clock: a VOD window's from 0, a live
+        chunk's as the broadcaster stamped it.
         ``copy_audio`` copies the source's AAC instead of encoding it. Raises MediaError
         when the input cannot be decoded or the work takes longer than ``timeout_s``. One
         result per rendition, in the order given; a rendition may have fewer segments than

@@ -231,7 +231,7 @@ class Transcoder:
             key = keys.segment(video_id, out.rendition, seq)
             await self._store.put_file(key, w.path)
             stored.append(Segment(video_id, out.rendition, seq, key, round(pts, 6), w.duration,
-                                  event.captured_at))
+                                  event.captured_at, w.parts))
             pts += w.duration
         return stored
 
