@@ -275,8 +275,8 @@ def test_private_videos_play_only_through_valid_signed_links(edge: Edge, tmp_pat
 def test_playlist_arguments_the_api_ignores_do_not_split_the_cache(
     edge: Edge, clips: Path,
 ) -> None:
-    """Made-up query arguments neither miss the cache nor reach the API; ``dvr`` counts as
-    the API reads it."""
+    """Made-up query arguments neither miss the cache nor reach the API, nor does an
+    expiry without a signature (nothing checks it); ``dvr`` counts as the API reads it."""
     video = upload(edge.api, clips / "silent.mp4")
     rendition = video["renditions"][0]["name"]
     base = f"{edge.edge.url}/play/{video['id']}/{rendition}/index.m3u8"
@@ -284,7 +284,8 @@ def test_playlist_arguments_the_api_ignores_do_not_split_the_cache(
     assert first.status_code == 200 and first.text.startswith("#EXTM3U")
     before = edge.served("playlist")
     for dvr in ("1", "true", "on"):
-        again = httpx.get(f"{base}?x={secrets.token_hex(8)}&dvr={dvr}&y=")
+        again = httpx.get(f"{base}?x={secrets.token_hex(8)}&dvr={dvr}&y=&_HLS_x=1"
+                          f"&e={secrets.randbelow(10**10)}")
         assert again.status_code == 200 and again.headers["x-cache"] == "HIT", dvr
         assert again.text == first.text
     assert edge.served("playlist") == before

@@ -58,6 +58,14 @@ class Nginx:
                 raise AssertionError(f"{request!r} not in the access log: {lines[-20:]}")
             time.sleep(0.05)
 
+    def client_connections(self) -> int:
+        """Connections viewers hold open to this nginx now (established TCP connections to
+        its port, from the kernel's table): how a test knows its requests are all in."""
+        table = Path("/proc/net/tcp").read_text().splitlines()[1:]
+        return sum(1 for line in table
+                   if (fields := line.split())[1].endswith(f":{self.port:04X}")
+                   and fields[3] == "01")
+
     def upstream_requests(self, path: str) -> int:
         """Requests for ``path`` (query string ignored) that this nginx sent upstream."""
         pattern = re.compile(r'"[A-Z]+ ' + re.escape(path) + r'(\?\S*)? HTTP')

@@ -4,13 +4,19 @@ import os
 import pwd
 import re
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute
 from tests.servers.nginx import NGINX, open_folder
 
+from chunkcast.api.routes import play
 from chunkcast.deploy.nginx import NginxPlan, write
 from chunkcast.domain.errors import InvalidInput
+from chunkcast.services.playback import BLOCK_TARGETS
+from chunkcast.services.streams import MAX_CHUNK_SECONDS
 
 SECRET = "ab" * 32
 EDGE_SECRET = "cd" * 32
@@ -187,3 +193,69 @@ def test_a_plain_user_cannot_give_the_folders_to_another(tmp_path: Path) -> None
     with pytest.raises(InvalidInput, match="only root"):
         write(plan(tmp_path / "nginx", user="root"))
     assert list(tmp_path.iterdir()) == []
+
+
+def block(text: str, opening: str) -> str:
+    """The body of the block that starts with ``opening`` (e.g. ``location /ws/``)."""
+    start = text.index(opening + " {") + len(opening) + 2
+    depth, at = 1, start
+    while depth:
+        depth += {"{": 1, "}": -1}.get(text[at], 0)
+        at += 1
+    return text[start:at - 1]
+
+
+def seconds(body: str, directive: str) -> float:
+    """The duration a directive of ``body`` sets (nginx's ``40s``, ``1m``, ``500ms``)."""
+    found = re.findall(rf"^\s*{directive} (\d+)(ms|s|m);", body, re.MULTILINE)
+    assert len(found) == 1, (directive, found)
+    value, unit = found[0]
+    return int(value) * {"ms": 0.001, "s": 1.0, "m": 60.0}[unit]
+
+
+def play_query_names() -> set[str]:
+    """The query parameters the API's ``/play/`` routes read."""
+    def names(dependant: Dependant) -> Iterator[str]:
+        yield from (field.alias for field in dependant.query_params)
+        for sub in dependant.dependencies:
+            yield from names(sub)
+    return {name for route in play.router.routes if isinstance(route, APIRoute)
+            for name in names(route.dependant)}
+
+
+def test_playlists_reach_the_api_with_only_the_arguments_it_reads(tmp_path: Path) -> None:
+    """The query the edge builds for ``/play/`` (its cache key too) names what the API
+    reads, LL-HLS delivery directives included, and nothing else: made-up arguments neither
+    split the cache nor reach the API."""
+    write(plan(tmp_path))
+    edge = (tmp_path / "edge.conf").read_text()
+    plays = block(edge, "location ~ ^/play/(?<chunkcast_video>[a-z2-7]+)/")
+    query = re.findall(r'^\s*set \$args "(.*)";$', plays, re.MULTILINE)
+    assert len(query) == 1, plays
+    # What the maps of the LL-HLS directives put in: "&NAME=VALUE".
+    directives = set(re.findall(r'^\s+"[^"]*"\s+"&(\w+)=', edge, re.MULTILINE))
+    assert set(re.findall(r"(\w+)=", query[0])) | directives == play_query_names()
+    assert re.findall(r"proxy_cache_key (.*);", plays) == ["$uri?$args"]
+    assert re.findall(r"proxy_cache_key (.*);", block(edge, "location @chunkcast_blocking")) \
+        == ["$uri?$args"]
+
+
+def test_blocking_playlist_requests_outwait_the_api(tmp_path: Path) -> None:
+    """A blocking request is held by the API up to BLOCK_TARGETS target durations (segments
+    last at most MAX_CHUNK_SECONDS): the viewers waiting on the one request sent for them,
+    that request, and the read of its answer all wait longer; plain playlist requests keep
+    the server's shorter lock."""
+    write(plan(tmp_path))
+    edge = (tmp_path / "edge.conf").read_text()
+    longest_hold = BLOCK_TARGETS * MAX_CHUNK_SECONDS
+    blocking = block(edge, "location @chunkcast_blocking")
+    for directive in ("proxy_read_timeout", "proxy_cache_lock_timeout", "proxy_cache_lock_age"):
+        assert seconds(blocking, directive) > longest_hold, directive
+    assert "proxy_cache off" not in blocking and "proxy_cache_lock off" not in blocking
+    # The request the others wait on goes on when its own viewer leaves.
+    assert re.search(r"^\s*proxy_ignore_client_abort on;$", blocking, re.MULTILINE)
+    server = block(edge, "server")
+    assert re.search(r"^        proxy_cache_lock on;$", server, re.MULTILINE)
+    plays = block(edge, "location ~ ^/play/(?<chunkcast_video>[a-z2-7]+)/")
+    assert "proxy_cache_lock" not in plays and "timeout" not in plays
+    assert seconds(server.replace(blocking, ""), "proxy_cache_lock_timeout") <= 10

@@ -14,7 +14,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from chunkcast.domain.errors import ChunkcastError, Unavailable
+from chunkcast.domain.errors import ChunkcastError, NotYet, Unavailable
+from chunkcast.domain.media_types import PLAYLIST_LIVE
 from chunkcast.services.outages import failed_dependency, outage_message
 
 log = logging.getLogger(__name__)
@@ -65,8 +66,13 @@ def _internal(exc: Exception) -> JSONResponse:
 def install(app: FastAPI) -> None:
     @app.exception_handler(ChunkcastError)
     async def _domain(_: Request, exc: ChunkcastError) -> JSONResponse:
-        retry = {"Retry-After": "1"} if exc.status == 503 else None
-        return error_response(exc.status, exc.code, exc.message, retry)
+        response = error_response(exc.status, exc.code, exc.message)
+        if isinstance(exc, NotYet):
+            # Every viewer held for the same part gets the same answer: a shared cache (the
+            # edge) may hand this one to all of them, for a second.
+            response.headers["Retry-After"] = "1"
+            response.headers["Cache-Control"] = PLAYLIST_LIVE
+        return response
 
     @app.exception_handler(Unavailable)
     async def _unavailable(request: Request, exc: Unavailable) -> JSONResponse:
