@@ -134,7 +134,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     from chunkcast.serve import serve
 
     public = None if "CHUNKCAST_PUBLIC_URL" in os.environ else f"http://{args.host}:{args.port}"
-    settings = prepare(_settings(args, public_url=public))
+    ingest_host = None if "CHUNKCAST_INGEST_HOST" in os.environ else args.host
+    settings = prepare(_settings(args, public_url=public, ingest_host=ingest_host))
     log_file = settings.data_dir / "chunkcast.log"
     console.print(f"chunkcast is starting at [bold]{settings.public_url}[/]")
     console.print(f"data dir: {settings.data_dir}  (log: {log_file})")
@@ -174,6 +175,34 @@ def cmd_worker(args: argparse.Namespace) -> int:
         await run_worker(open_platform(settings), args.group or None, stop)
 
     console.print(f"worker for {', '.join(args.group or settings.groups)} started")
+    asyncio.run(main())
+    return 0
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from chunkcast.runtime import open_platform, run_ingest
+
+    settings = prepare(_settings(args, ingest_host=args.host), generate=False)
+    if not settings.rtmp_port and not settings.srt_port:
+        console.print("[red]CHUNKCAST_RTMP_PORT and CHUNKCAST_SRT_PORT are both 0: "
+                      "nothing to listen on[/]")
+        return 2
+    platform = open_platform(settings)
+    if args.metrics_port:
+        from prometheus_client import start_http_server
+
+        start_http_server(args.metrics_port, args.host, registry=platform.metrics.registry)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        await run_ingest(platform, stop)
+
+    ports = [f"{name} {port}" for name, port in (("RTMP", settings.rtmp_port),
+                                                ("SRT", settings.srt_port)) if port]
+    console.print(f"ingest on {settings.ingest_host}: {', '.join(ports)}")
     asyncio.run(main())
     return 0
 
@@ -247,15 +276,33 @@ def cmd_upload(args: argparse.Namespace) -> int:
 def cmd_stream_create(args: argparse.Namespace) -> int:
     from chunkcast.client import Client
 
-    with Client.to(_target(args)) as client:
+    target = _target(args)
+    with Client.to(target) as client:
         stream = client.create_stream(args.title, private=args.private)
+    client_server = target.url
     print(f"id:         {stream['id']}")
     print(f"stream key: {stream['stream_key']}  (shown once; a new one: "
           f"POST /api/v1/streams/{stream['id']}/key)")
     print(f"broadcast:  {stream['broadcast']}")
     print(f"hls:        {stream['playback']['hls']}")
     print(f"watch:      {stream['playback']['watch']}")
+    _print_publish_urls(_settings(args), client_server, stream["stream_key"])
     return 0
+
+
+def _print_publish_urls(settings: Settings, server: str, key: str) -> None:
+    """OBS's settings and the ingest URLs (ports from this configuration, the same as the
+    ingest processes')."""
+    from chunkcast.ingest.urls import KEYFRAME_ADVICE, ingest_host, publish_urls
+
+    urls = publish_urls(ingest_host(settings.ingest_public_host, server),
+                        rtmp_port=settings.rtmp_port, srt_port=settings.srt_port, key=key)
+    if urls.rtmp_server:
+        print(f"obs server: {urls.rtmp_server}")
+        print(f"obs key:    {key}  ({KEYFRAME_ADVICE})")
+        print(f"rtmp:       {urls.rtmp_url}")
+    if urls.srt_url:
+        print(f"srt:        {urls.srt_url}")
 
 
 def cmd_deploy_nginx(args: argparse.Namespace) -> int:
@@ -330,6 +377,14 @@ def build_parser() -> argparse.ArgumentParser:
     worker = sub.add_parser("worker", help="run transcode workers (distributed)")
     worker.add_argument("--group", action="append", help="rendition group (repeatable)")
     worker.set_defaults(func=cmd_worker)
+
+    ingest = sub.add_parser("ingest", help="take publishers (OBS, encoders, ffmpeg) over RTMP "
+                            "and SRT (distributed)")
+    ingest.add_argument("--host", default=None, help="address to bind (default: "
+                        "CHUNKCAST_INGEST_HOST, else 127.0.0.1)")
+    ingest.add_argument("--metrics-port", type=int, default=0,
+                        help="serve Prometheus /metrics on this port (default: off)")
+    ingest.set_defaults(func=cmd_ingest)
 
     upload = sub.add_parser("upload", help="upload a file and wait until it plays")
     upload.add_argument("file", type=Path)

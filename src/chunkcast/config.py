@@ -83,6 +83,13 @@ class Settings(BaseSettings):
     live_gap_timeout_seconds: float = Field(5.0, gt=0)
     live_start_segments: int = Field(3, ge=1)
     ws_queue_limit: int = Field(256, ge=8)
+    # Ingest (``chunkcast ingest``, and inside ``up``): publishers' ports, 0 turns one off.
+    rtmp_port: int = Field(1935, ge=0, le=65535)
+    srt_port: int = Field(8890, ge=0, le=65535)
+    ingest_host: str = "127.0.0.1"  # the address the ingest ports are bound to
+    ingest_public_host: str = ""  # the host publishers are told (default: public URL's)
+    ingest_chunk_seconds: int = Field(1, ge=1, le=4)  # cut at the first keyframe after it
+    ingest_max_publishers: int = Field(64, ge=1, le=10_000)  # per ingest process
 
     @classmethod
     def settings_customise_sources(

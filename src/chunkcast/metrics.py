@@ -60,6 +60,34 @@ class Metrics:
             ["dependency"], registry=self.registry,
         )
 
+        # The ingest role (publishers over RTMP and SRT). Per-stream gauges exist while the
+        # stream has a publisher here: removed when it leaves.
+        self.ingest_publishers = Gauge(
+            "chunkcast_ingest_publishers", "Publishers live on this ingest process, by "
+            "protocol.", ["protocol"], registry=self.registry,
+        )
+        self.ingest_bytes = Counter(
+            "chunkcast_ingest_received_bytes", "Media bytes received from publishers, by "
+            "protocol (its rate is the bitrate in).", ["protocol"], registry=self.registry,
+        )
+        self.ingest_chunks = Counter(
+            "chunkcast_ingest_chunks", "Chunks cut from publishers' streams, by result "
+            "(stored, skipped).", ["result"], registry=self.registry,
+        )
+        self.ingest_refused = Counter(
+            "chunkcast_ingest_refused", "Publishers refused or cut off, by reason.",
+            ["reason"], registry=self.registry,
+        )
+        self.ingest_keyframe_interval = Gauge(
+            "chunkcast_ingest_keyframe_interval_seconds", "Keyframe interval of each live "
+            "publisher's video (chunks are at least this long).", ["stream"],
+            registry=self.registry,
+        )
+        self.ingest_bitrate = Gauge(
+            "chunkcast_ingest_bitrate_bps", "Bitrate in of each live publisher over the last "
+            "few seconds.", ["stream"], registry=self.registry,
+        )
+
     def observe_transcode(self, group: str, media_seconds: float, wall_seconds: float) -> None:
         self.transcode_seconds.labels(group).observe(wall_seconds)
         if wall_seconds > 0:

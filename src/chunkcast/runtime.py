@@ -7,7 +7,7 @@ import logging
 import os
 import socket
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from chunkcast.adapters.media.ffmpeg import FfmpegEncoder
 from chunkcast.adapters.media.probe import PyavProber
@@ -38,11 +38,22 @@ from chunkcast.services.transcoding import TranscodeConfig, Transcoder
 from chunkcast.services.videos import Videos
 from chunkcast.worker.consumer import Consumer, GiveUp, RetryBudget
 
+if TYPE_CHECKING:
+    from chunkcast.ingest.role import IngestRole
+
 SPLITTER_GROUP = "splitter"
 log = logging.getLogger(__name__)
 
 
-async def run_consumers(consumers: list[Consumer], stop: asyncio.Event, grace_s: float, *,
+class Role(Protocol):
+    """What a process runs until it stops: a consumer, or the ingest's listeners."""
+
+    async def run(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+async def run_consumers(consumers: list[Role], stop: asyncio.Event, grace_s: float, *,
                         restart_after_s: float = 1.0) -> None:
     """Run ``consumers`` until ``stop`` is set, then let the events in hand finish for up to
     ``grace_s`` seconds; what is still running after that is cancelled (and so released:
@@ -72,7 +83,7 @@ async def run_consumers(consumers: list[Consumer], stop: asyncio.Event, grace_s:
         stopping.cancel()
 
 
-async def _restart(consumer: Consumer, after_s: float) -> None:
+async def _restart(consumer: Role, after_s: float) -> None:
     await asyncio.sleep(after_s)
     await consumer.run()
 
@@ -128,17 +139,22 @@ class Platform:
         await self.repo.close()
         await self.store.close()
 
-    def consumers(self, groups: list[str] | None = None) -> list[Consumer]:
-        """The splitter and one transcoder consumer per rendition group (all by default)."""
+    def consumers(self, groups: list[str] | None = None) -> list[Role]:
+        """The splitter and one transcoder consumer per rendition group; without ``groups``
+        (the embedded process) every group, and the ingest role when a port is set."""
         s = self.settings
+        out: list[Role] = []
+        if groups is None and (s.rtmp_port or s.srt_port):
+            out.append(self.ingest_role())
         name = f"{socket.gethostname()}-{os.getpid()}"
         prober = PyavProber()
-        encoder = FfmpegEncoder(ffmpeg_path(s.ffmpeg), preset=s.x264_preset)
+        encoder = FfmpegEncoder(ffmpeg_path(s.ffmpeg), preset=s.x264_preset,
+                                part_seconds=s.part_seconds)
         splitter = Splitter(self.repo, self.store, self.bus, self.lifecycle, s.groups,
                             prober=prober, chunk_seconds=s.vod_chunk_seconds,
                             segment_seconds=s.segment_seconds,
                             max_source_seconds=s.max_source_seconds)
-        out = [self._consumer(events.SOURCES, SPLITTER_GROUP, name,
+        out += [self._consumer(events.SOURCES, SPLITTER_GROUP, name,
                               {events.SourceUploaded: splitter.handle}, splitter.give_up,
                               concurrency=1)]
         for group in groups or list(s.groups):
@@ -153,6 +169,18 @@ class Platform:
                                    transcoder.give_up, concurrency=s.worker_concurrency)
                     for topic in events.CHUNK_TOPICS]
         return out
+
+    def ingest_role(self) -> "IngestRole":
+        """The RTMP and SRT ingest on this platform's services (``chunkcast ingest``, and
+        inside ``up``)."""
+        from chunkcast.ingest.registry import Ingest, IngestConfig
+        from chunkcast.ingest.role import IngestRole, Listen
+
+        s = self.settings
+        ingest = Ingest(self.streams, self.metrics, IngestConfig(
+            ffmpeg_path(s.ffmpeg), chunk_seconds=s.ingest_chunk_seconds,
+            retry_s=s.live_retry_seconds, max_publishers=s.ingest_max_publishers))
+        return IngestRole(ingest, Listen(s.ingest_host, s.rtmp_port, s.srt_port))
 
     def _consumer(self, topic: str, group: str, name: str, handlers: dict[type[Event], Any],
                   give_up: GiveUp, *, concurrency: int) -> Consumer:
@@ -172,8 +200,8 @@ async def run_worker(platform: Platform, groups: list[str] | None, stop: asyncio
     ``groups`` (all by default) until ``stop`` is set, then a graceful stop."""
     try:
         if await _start_when_ready(platform, stop):
-            await run_consumers(platform.consumers(groups), stop,
-                                platform.settings.stop_grace_seconds)
+            await run_consumers(platform.consumers(groups or list(platform.settings.groups)),
+                                stop, platform.settings.stop_grace_seconds)
     finally:
         await platform.close()
 
@@ -209,3 +237,14 @@ def open_platform(settings: Settings) -> Platform:
         repo=load_backend(DATABASE_BACKENDS, settings.database_url)(settings.database_url,
                                                                      settings),
     )
+
+
+async def run_ingest(platform: Platform, stop: asyncio.Event) -> None:
+    """The ingest role on its own (``chunkcast ingest``): RTMP and SRT publishers until
+    ``stop`` is set, then every publication closes and delivers its last chunk."""
+    try:
+        if await _start_when_ready(platform, stop):
+            await run_consumers([platform.ingest_role()], stop,
+                                platform.settings.stop_grace_seconds)
+    finally:
+        await platform.close()

@@ -129,8 +129,9 @@ def test_the_cli_finds_up_on_another_port_and_its_data_dir(tmp_path: Path) -> No
         sample_key = re.search(r"^stream key: (\S+) ", sample, re.M)
         assert sample_id and sample_key, sample
         assert len(sample_id[1]) == len(stream_id[1]) and len(sample_key[1]) == len(key[1])
-        assert created.stdout == (sample.replace(sample_id[1], stream_id[1])
-                                  .replace(sample_key[1], key[1])
+        # The key first: it starts with the stream's id.
+        assert created.stdout == (sample.replace(sample_key[1], key[1])
+                                  .replace(sample_id[1], stream_id[1])
                                   .replace("http://127.0.0.1:8000", url))
 
         uploaded = cli(tmp_path, "upload", "my.mp4", "--title", "Final")

@@ -1,7 +1,9 @@
 """Live streams: creation and stream keys, chunk uploads, the end of a broadcast."""
 
+import asyncio
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from chunkcast.domain import events, keys
 from chunkcast.domain.clock import iso_now, parse_iso
@@ -29,9 +31,20 @@ from chunkcast.services.videos import clean_title
 MAX_CHUNK_SECONDS = 10.0
 
 
-def new_stream_key() -> str:
-    """256 random bits; only its digest is stored."""
-    return new_secret(32)
+def new_stream_key(video_id: str) -> str:
+    """The stream's id, a dot and 256 random bits; only its digest is stored. The id in front
+    lets an ingest, which is given nothing but the key (OBS's "stream key", an SRT streamid),
+    find the stream to check it against."""
+    return f"{video_id}.{new_secret(32)}"
+
+
+def stream_of_key(stream_key: str) -> str | None:
+    """The stream id a key names (see :func:`new_stream_key`), None if it names none."""
+    video_id, sep, secret = stream_key.partition(".")
+    try:
+        return check_video_id(video_id) if sep and secret else None
+    except InvalidInput:
+        return None
 
 
 class Streams:
@@ -54,8 +67,9 @@ class Streams:
 
     async def create(self, title: str, *, private: bool = False) -> tuple[Video, str]:
         """A new live stream (status idle) and its stream key, shown this once."""
-        key = new_stream_key()
-        video = Video(id=new_video_id(), kind=VideoKind.LIVE, title=clean_title(title),
+        video_id = new_video_id()
+        key = new_stream_key(video_id)
+        video = Video(id=video_id, kind=VideoKind.LIVE, title=clean_title(title),
                       status=VideoStatus.IDLE, created_at=datetime.now(UTC),
                       stream_key_digest=token_digest(key), private=private)
         await self._repo.add_video(video)
@@ -73,7 +87,7 @@ class Streams:
 
     async def rotate_key(self, video_id: str) -> str:
         video = await self._stream(video_id)
-        key = new_stream_key()
+        key = new_stream_key(video.id)
         await self._repo.set_stream_key(video.id, token_digest(key))
         return key
 
@@ -118,6 +132,11 @@ class Streams:
         """Where the broadcaster PUTs chunk ``seq``. A chunk already recorded is never
         written again (a restarted broadcaster would overwrite what viewers were sent):
         Conflict, saying where the stream goes on."""
+        video = await self._writable(video_id, stream_key, seq)
+        return self._store.presign_put(keys.chunk(video.id, seq), self._url_ttl)
+
+    async def _writable(self, video_id: str, stream_key: str | None, seq: int) -> Video:
+        """The stream, if chunk ``seq`` may be written to it now."""
         video = await self.authenticate(video_id, stream_key)
         self._check_open(video)
         await self._check_seq(video, seq)
@@ -125,7 +144,25 @@ class Streams:
             next_seq, _ = await self._resume_point(video.id)
             raise Conflict(f"chunk {seq} is already stored; this stream continues at seq "
                            f"{next_seq}: GET /api/v1/streams/{video.id}/resume")
-        return self._store.presign_put(keys.chunk(video.id, seq), self._url_ttl)
+        return video
+
+    async def store_chunk(self, video_id: str, stream_key: str, seq: int, path: Path, *,
+                          duration: float, pts_start: float, captured_at: str | None) -> bool:
+        """An ingest's chunk: the rules of :meth:`chunk_upload` and :meth:`complete_chunk`
+        (key, open stream, seq window, never overwritten, size cap), with the file written
+        by this process instead of PUT through a pre-signed URL."""
+        video = await self._writable(video_id, stream_key, seq)
+        if not 0 < duration <= MAX_CHUNK_SECONDS:
+            raise InvalidInput(f"chunk {seq} lasts {duration:.1f} s; a chunk lasts at most "
+                               f"{MAX_CHUNK_SECONDS:g} s (keyframes further apart than that "
+                               "cannot be cut)")
+        size = (await asyncio.to_thread(path.stat)).st_size
+        if size > self._max_chunk_bytes:  # refused before anything is stored
+            raise TooLarge(f"chunk {seq} is {size} bytes; the limit is "
+                           f"{self._max_chunk_bytes}")
+        await self._store.put_file(keys.chunk(video.id, seq), path)
+        return await self.complete_chunk(video.id, stream_key, seq, duration=duration,
+                                         pts_start=pts_start, captured_at=captured_at)
 
     async def resume(self, video_id: str, stream_key: str | None) -> tuple[int, float, Video]:
         """Where a broadcaster (re)starting on this stream goes on: the seq after the last

@@ -53,6 +53,20 @@ function commands(shownKey) {
   };
 }
 
+// Where OBS and other publishers point (the ingest's ports; empty when it is off).
+const ingestHost = dashboard.dataset.ingestHost || new URL(server).hostname;
+const rtmpPort = Number(dashboard.dataset.rtmpPort || 0);
+const srtPort = Number(dashboard.dataset.srtPort || 0);
+
+function publishUrls(shownKey) {
+  const host = ingestHost.includes(":") ? `[${ingestHost}]` : ingestHost;
+  return {
+    server: rtmpPort ? `rtmp://${host}:${rtmpPort}/live` : "off on this server",
+    srt: srtPort ? `srt://${host}:${srtPort}?streamid=${encodeURIComponent(shownKey)}`
+      : "off on this server",
+  };
+}
+
 function render() {
   keyField.value = key;
   keyField.type = revealed ? "text" : "password";
@@ -65,6 +79,9 @@ function render() {
   $("broadcast-command").textContent = shown.broadcast;
   $("listen-command").textContent = shown.listen;
   $("ffmpeg-command").textContent = shown.ffmpeg;
+  const urls = publishUrls(!key ? NO_KEY : revealed ? key : "•".repeat(12));
+  $("obs-server").textContent = urls.server;
+  $("srt-url").textContent = urls.srt;
 }
 
 async function copy(text, what) {
@@ -83,6 +100,8 @@ copyKeyButton.addEventListener("click", () => copy(key, "key"));
 $("copy-broadcast").addEventListener("click", () => copy(commands(key || NO_KEY).broadcast, "broadcast command"));
 $("copy-listen").addEventListener("click", () => copy(commands(key || NO_KEY).listen, "listener command"));
 $("copy-ffmpeg").addEventListener("click", () => copy(commands(key || NO_KEY).ffmpeg, "ffmpeg command"));
+$("copy-obs-server").addEventListener("click", () => copy(publishUrls(NO_KEY).server, "server"));
+$("copy-srt").addEventListener("click", () => copy(publishUrls(key || NO_KEY).srt, "SRT URL"));
 sourceInput.addEventListener("input", render);
 chunkSelect.addEventListener("change", render);
 
@@ -123,6 +142,33 @@ function showStatus(stream) {
   endButton.disabled = FINISHED.has(stream.status);
 }
 
+// The publisher's figures, from this process's /metrics: there when the ingest runs inside
+// it (`chunkcast up`); a separate ingest process serves its own (`--metrics-port`).
+const KEYFRAME_WARN_S = 2.5;
+
+function metricOf(text, name) {
+  const prefix = `${name}{stream="${streamId}"} `;
+  const line = text.split("\n").find((l) => l.startsWith(prefix));
+  return line === undefined ? null : Number(line.slice(prefix.length));
+}
+
+async function pollIngest() {
+  try {
+    const response = await fetch("/metrics");
+    if (!response.ok) return;
+    const text = await response.text();
+    const keyframes = metricOf(text, "chunkcast_ingest_keyframe_interval_seconds");
+    const bitrate = metricOf(text, "chunkcast_ingest_bitrate_bps");
+    $("ingest-figures").hidden = keyframes === null && bitrate === null;
+    $("ingest-protocol").textContent = keyframes === null ? "–" : "connected";
+    $("ingest-bitrate").textContent = bitrate === null ? "–" : `${(bitrate / 1e6).toFixed(2)} Mb/s`;
+    $("ingest-keyframes").textContent = keyframes === null ? "–" : `${keyframes.toFixed(2)} s`;
+    $("keyframe-warning").hidden = !(keyframes > KEYFRAME_WARN_S);
+  } catch {
+    // figures are a nicety: the status above is what matters
+  }
+}
+
 let pollProblem = ""; // shown once, not at every poll (showing a token problem focuses the form)
 
 async function poll() {
@@ -133,6 +179,8 @@ async function poll() {
     pollProblem = "";
     showStatus(stream);
     finished = FINISHED.has(stream.status);
+    if (stream.status === "live") await pollIngest();
+    else $("ingest-figures").hidden = true;
   } catch (error) {
     // To anyone but the admin a private stream is unknown.
     const problem = isPrivate && error instanceof ApiError && error.status === 404
