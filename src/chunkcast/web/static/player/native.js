@@ -1,5 +1,8 @@
 // Where Media Source Extensions are missing (iOS Safari), the browser plays the HLS master
 // playlist itself: quality is its own choice, and the controls work on the <video> alone.
+// The master URL goes as given (no cache-busting arguments: a live playlist's reloads are
+// the browser's, blocking ones under LL-HLS), and the browser picks where live playback
+// starts (the playlist's hold-back); nothing here seeks unless the viewer does.
 
 export class NativePlayer extends EventTarget {
   constructor(video, info, urls) {
@@ -23,7 +26,10 @@ export class NativePlayer extends EventTarget {
   start() {
     const v = this.video;
     v.addEventListener("waiting", () => { this.stalls += 1; });
-    v.addEventListener("timeupdate", () => this.dispatchEvent(new Event("update")));
+    v.addEventListener("timeupdate", () => {
+      this.delay = this._delay();
+      this.dispatchEvent(new Event("update"));
+    });
     v.src = this._master;
     this.play();
   }
@@ -52,6 +58,15 @@ export class NativePlayer extends EventTarget {
   }
 
   refreshPlaylist() {}
+
+  // Glass-to-glass, as the MSE player shows it: Safari maps media time 0 to a date from the
+  // segments' EXT-X-PROGRAM-DATE-TIME (their capture time) with getStartDate().
+  _delay() {
+    if (!this.live || typeof this.video.getStartDate !== "function") return null;
+    const start = this.video.getStartDate().getTime();
+    if (!Number.isFinite(start)) return null;
+    return (Date.now() - start) / 1000 - this.video.currentTime;
+  }
 
   close() {
     this.video.removeAttribute("src");
