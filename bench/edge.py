@@ -4,6 +4,10 @@ then origin requests and offload with simulated viewers of a live stream.
 
     python bench/edge.py [--runs 3] [--seconds 5] [--viewers 1000] [--segments 20]
 
+The capacity ``chunkcast plan`` reads comes from the edge's runs: requests per second per
+core = requests served / CPU seconds of the edge's nginx (master and workers, user +
+system), and Gbps per core = that x the segment's size (the top rendition's 2 s segment).
+
 Needs nginx and wrk (apt-get install -y nginx wrk). Writes bench/results/edge-*.json.
 """
 
@@ -11,6 +15,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import re
 import shutil
 import signal
@@ -29,8 +34,24 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 from tests.servers.nginx import deploy, run_nginx, write_static_conf  # noqa: E402
 
+from capacity import Measured, write_capacity  # noqa: E402
+from chunkcast.domain.plan import EDGE_GBPS, EDGE_REQUESTS  # noqa: E402
 from chunkcast.testing import Server, free_port, origin_served, run_server  # noqa: E402
 from common import median, source_clip, upload_and_wait, write_result  # noqa: E402
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of ``pid`` and its children (nginx's master and workers)."""
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            tail = stat.read_text().rsplit(")", 1)[1]
+            fields = tail.split()
+            if int(stat.parent.name) == pid or int(fields[1]) == pid:
+                total += (int(fields[11]) + int(fields[12])) / CLK_TCK
+    return total
 
 
 def wrk(url: str, seconds: int, connections: int) -> dict[str, float]:
@@ -42,8 +63,8 @@ def wrk(url: str, seconds: int, connections: int) -> dict[str, float]:
     return {"rps": rps, "p99_ms": float(p99[1]) * scale[p99[2]] if p99 else float("nan")}
 
 
-def throughput(api: Server, edge_url: str, disk_url: str, args: argparse.Namespace
-               ) -> dict[str, Any]:
+def throughput(api: Server, edge_url: str, disk_url: str, args: argparse.Namespace,
+               edge_pid: int) -> dict[str, Any]:
     """Requests per second for one cached segment, edge versus disk, alternating runs."""
     _, video = upload_and_wait(api, source_clip(12, "1280x720"))
     top = max(video["renditions"], key=lambda r: r["height"])["name"]
@@ -52,16 +73,22 @@ def throughput(api: Server, edge_url: str, disk_url: str, args: argparse.Namespa
     body = httpx.get(edge).content  # warms the edge cache
     assert body == httpx.get(disk).content
     runs: dict[str, list[dict[str, float]]] = {"edge": [], "disk": []}
+    per_core: list[float] = []
     for run in range(args.runs):
         for name, url in (("edge", edge), ("disk", disk)):
+            cpu = tree_cpu_s(edge_pid)
             runs[name].append(wrk(url, args.seconds, args.connections))
+            if name == "edge":
+                spent = tree_cpu_s(edge_pid) - cpu
+                per_core.append(runs[name][-1]["rps"] * args.seconds / max(spent, 1e-3))
             print(f"  run {run + 1}: {name} {runs[name][-1]['rps']:.0f} req/s", flush=True)
     edge_rps = median([r["rps"] for r in runs["edge"]])
     disk_rps = median([r["rps"] for r in runs["disk"]])
     return {"segment_bytes": len(body), "rendition": top, "edge_rps": edge_rps,
             "disk_rps": disk_rps, "ratio": edge_rps / disk_rps,
             "edge_p99_ms": median([r["p99_ms"] for r in runs["edge"]]),
-            "disk_p99_ms": median([r["p99_ms"] for r in runs["disk"]]), "runs": runs}
+            "disk_p99_ms": median([r["p99_ms"] for r in runs["disk"]]), "runs": runs,
+            "edge_requests_per_core_s": median(per_core)}
 
 
 async def live_viewers(api: Server, edge_url: str, args: argparse.Namespace, log: Path
@@ -161,7 +188,7 @@ def main() -> None:
             edge = stack.enter_context(run_nginx(root / "nginx", "edge", edge_port))
             disk = stack.enter_context(run_nginx(root / "nginx", "disk", disk_port))
             print("segment throughput: edge (cached) vs nginx from disk", flush=True)
-            served = throughput(api, edge.url, disk.url, args)
+            served = throughput(api, edge.url, disk.url, args, edge.pid)
             print(f"live: {args.viewers} simulated viewers through the edge", flush=True)
             live = asyncio.run(live_viewers(api, edge.url, args, root / "broadcast.log"))
     print(f"\nsegment throughput ({served['segment_bytes'] // 1000} KB segment, "
@@ -179,6 +206,14 @@ def main() -> None:
     path = write_result("edge", {"throughput": served, "live": live,
                                  "parameters": vars(args)})
     print(f"results: {path}")
+    per_core = served["edge_requests_per_core_s"]
+    how = (f"wrk -c{args.connections}, one cached {served['segment_bytes'] // 1000} KB "
+           f"{served['rendition']} segment, requests / nginx CPU s, median of {args.runs}; "
+           f"{path.name}")
+    written = write_capacity("edge", {
+        EDGE_REQUESTS: Measured(per_core, "req/s", how),
+        EDGE_GBPS: Measured(per_core * served["segment_bytes"] * 8 / 1e9, "Gbps", how)}, path)
+    print(f"capacity: {per_core:.0f} req/s per core -> {written}")
 
 
 if __name__ == "__main__":

@@ -39,6 +39,8 @@ from typing import IO, Any
 import httpx
 
 sys.path.insert(0, str(Path(__file__).parent))
+from capacity import Measured, write_capacity
+from chunkcast.domain.plan import API_VIEWERS
 from chunkcast.media.process import ffmpeg_path
 from chunkcast.testing import Server, free_port, run_server
 from common import median, write_result
@@ -474,6 +476,26 @@ def main() -> None:
         "verdict_10k": verdict, "seconds": elapsed,
     })
     print(f"wrote {path}")
+    write_viewers_capacity(counts, results, table, path)
+
+
+def write_viewers_capacity(counts: list[int], results: dict[int, dict[str, list[Measurement]]],
+                           table: dict[str, Any], path: Path) -> None:
+    """Viewers per API process for ``chunkcast plan``: the largest N whose median p99 met
+    the target, every viewer connected and no delivery missing."""
+    held = [n for n in counts
+            if (table[str(n)]["chunkcast"]["p99_ms"] or math.inf) <= TARGET_P99_MS
+            and table[str(n)]["chunkcast"]["missing"] == 0
+            and all(m.connected == n for m in results[n]["chunkcast"])]
+    if not held:
+        print(f"no capacity written: no N met p99 <= {TARGET_P99_MS:.0f} ms")
+        return
+    best = max(held)
+    p99 = table[str(best)]["chunkcast"]["p99_ms"]
+    written = write_capacity("fanout", {API_VIEWERS: Measured(
+        best, "viewers", f"largest N measured with p99 {p99:.0f} ms <= {TARGET_P99_MS:.0f} "
+        f"ms, none missing; {path.name}")}, path)
+    print(f"capacity: {best} viewers per API process -> {written}")
 
 
 if __name__ == "__main__":

@@ -430,6 +430,13 @@ def build_parser() -> argparse.ArgumentParser:
                        "temp files, made the worker user's own (default: --out)")
     nginx.set_defaults(func=cmd_deploy_nginx)
 
+    from chunkcast import plan_cli
+
+    plan = sub.add_parser("plan", help="plan a live event's machines, bandwidth and storage "
+                          "from this platform's measured capacity (no server needed)")
+    plan_cli.add_arguments(plan)
+    plan.set_defaults(func=plan_cli.cmd_plan)
+
     db = sub.add_parser("db", help="database maintenance")
     db_sub = db.add_subparsers(dest="db_command", required=True)
     db_sub.add_parser("upgrade", help="apply migrations").set_defaults(func=cmd_db_upgrade)

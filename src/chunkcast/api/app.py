@@ -14,7 +14,7 @@ from chunkcast.api.delivery import Outboxes
 from chunkcast.api.headers import SecurityHeaders
 from chunkcast.api.hub import Hub
 from chunkcast.api.limits import BodyLimit
-from chunkcast.api.routes import live, ops, play, videos, web
+from chunkcast.api.routes import live, ops, plan, play, videos, web
 from chunkcast.api.routes.edge import edge_router
 from chunkcast.api.wire import ViewerSockets
 from chunkcast.config import ORIGIN_ROUTES, load_backend
@@ -22,6 +22,7 @@ from chunkcast.domain.signing import edge_secret, token_digest
 from chunkcast.runtime import Platform, run_consumers
 from chunkcast.services.live_follow import run_feed
 from chunkcast.services.outages import OutageLog
+from chunkcast.services.planning import RESULTS_DIR
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +69,7 @@ def create_app(platform: Platform, *, run_workers: bool = False) -> FastAPI:
     app.include_router(play.router)
     app.include_router(ops.router)
     app.include_router(live.router)
+    app.include_router(plan.router(RESULTS_DIR))  # capacity files of the working dir
     app.include_router(edge_router(edge_secret(settings.secret_key)))
     web.install(app)
     app.add_middleware(ViewerSockets, endpoint=hub.endpoint)  # /ws/{video_id}/{rendition}
