@@ -152,10 +152,21 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def cmd_api(args: argparse.Namespace) -> int:
-    from chunkcast.serve import serve
+    from chunkcast.serve import serve, serve_processes
 
-    return serve(prepare(_settings(args), generate=False), args.host, args.port,
-                 run_workers=False)
+    settings = prepare(_settings(args), generate=False)  # refused here, not in N children
+    if args.processes < 1:
+        console.print("[red]--processes must be at least 1[/]")
+        return 2
+    if args.processes == 1:
+        return serve(settings, args.host, args.port, run_workers=False,
+                     reuse_port=args.reuse_port)
+    if args.port == 0:
+        console.print("[red]--processes needs a fixed --port: each process binds it[/]")
+        return 2
+    config = ["--config", str(args.config)] if args.config else []
+    return serve_processes([*config, "api", "--host", args.host, "--port", str(args.port),
+                            "--reuse-port"], args.processes)
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
@@ -372,6 +383,12 @@ def build_parser() -> argparse.ArgumentParser:
     api = sub.add_parser("api", help="run an API process (distributed)")
     api.add_argument("--host", default="127.0.0.1")
     api.add_argument("--port", type=int, default=8000)
+    api.add_argument("--processes", type=int, default=1, metavar="N",
+                     help="run N API processes sharing the port (SO_REUSEPORT), each "
+                     "following the bus; they stop, and die, with this one (default 1)")
+    api.add_argument("--reuse-port", action="store_true",
+                     help="bind with SO_REUSEPORT, sharing the port with other API "
+                     "processes of this user (what each of --processes does)")
     api.set_defaults(func=cmd_api)
 
     worker = sub.add_parser("worker", help="run transcode workers (distributed)")

@@ -1,5 +1,7 @@
 """Prometheus instruments of one process, on a registry of its own (no global state)."""
 
+from collections.abc import Mapping
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 
@@ -60,6 +62,15 @@ class Metrics:
             ["dependency"], registry=self.registry,
         )
 
+        # Per API process: this one's from its feed, the others' from their reports. A
+        # process's series is removed once it is no longer heard from (set_viewers).
+        self.viewers = Gauge(
+            "chunkcast_viewers", "WebSocket viewers on each API process of the cluster (this "
+            "one counted live, the others as they last reported).", ["process"],
+            registry=self.registry,
+        )
+        self._viewer_processes: set[str] = set()
+
         # The ingest role (publishers over RTMP and SRT). Per-stream gauges exist while the
         # stream has a publisher here: removed when it leaves.
         self.ingest_publishers = Gauge(
@@ -92,6 +103,15 @@ class Metrics:
         self.transcode_seconds.labels(group).observe(wall_seconds)
         if wall_seconds > 0:
             self.realtime_factor.labels(group).observe(media_seconds / wall_seconds)
+
+    def set_viewers(self, per_process: Mapping[str, int]) -> None:
+        """The viewers on each API process known now; processes no longer named are
+        removed (bounded by the processes of the cluster)."""
+        for gone in self._viewer_processes - per_process.keys():
+            self.viewers.remove(gone)
+        for process, count in per_process.items():
+            self.viewers.labels(process).set(count)
+        self._viewer_processes = set(per_process)
 
     def served(self, path: str) -> None:
         """Count one playlist or object answered to a viewer or a CDN."""

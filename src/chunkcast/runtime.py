@@ -26,6 +26,7 @@ from chunkcast.metrics import Metrics
 from chunkcast.ports.bus import EventBus
 from chunkcast.ports.repository import VideoRepository
 from chunkcast.ports.storage import ObjectStore
+from chunkcast.services.audience import Audience
 from chunkcast.services.ingest import Splitter
 from chunkcast.services.lifecycle import Lifecycle
 from chunkcast.services.live import WINDOW_SEGMENTS, LiveFeed
@@ -112,11 +113,16 @@ class Platform:
                                seq_window=s.live_seq_window,
                                max_chunk_bytes=s.max_chunk_bytes,
                                public_url=s.public_url)
+        # This process on the bus (consumers, audience reports): unique in the cluster.
+        self.process_name = f"{socket.gethostname()}-{os.getpid()}"
+        # The viewers of the other API processes, from their reports.
+        self.audience = Audience(self.process_name)
         # The API process's live feed (channels and viewers); only API processes run it.
         self.feed = LiveFeed(self.repo, s.media_base_url,
                              gap_timeout_s=s.live_gap_timeout_seconds,
                              window_segments=max(WINDOW_SEGMENTS, s.live_window_segments),
-                             on_privacy=self.playback.privacy_changed)
+                             on_privacy=self.playback.privacy_changed,
+                             elsewhere=self.audience.others)
         # Publishes the events writers could not (every API process runs it).
         self.relay = OutboxRelay(self.repo, self.bus, self.metrics)
         self.operations = Operations(
@@ -146,7 +152,7 @@ class Platform:
         out: list[Role] = []
         if groups is None and (s.rtmp_port or s.srt_port):
             out.append(self.ingest_role())
-        name = f"{socket.gethostname()}-{os.getpid()}"
+        name = self.process_name
         prober = PyavProber()
         encoder = FfmpegEncoder(ffmpeg_path(s.ffmpeg), preset=s.x264_preset,
                                 part_seconds=s.part_seconds)

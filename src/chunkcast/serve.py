@@ -6,6 +6,11 @@ gracefully; the process then exits normally, so the callers' ``finally`` blocks 
 
 ``up`` publishes its run file (:mod:`chunkcast.runfile`) once it listens, and removes it when
 it stops, so the CLI run from the same data dir finds it, port included.
+
+``chunkcast api --processes N`` (:func:`serve_processes`) runs N API processes on one port:
+each a whole ``chunkcast api`` (its own live feed following the bus, its own name in the
+audience reports) binding the port with SO_REUSEPORT, so the kernel spreads connections
+over them, supervised by the process that started them.
 """
 
 import contextlib
@@ -16,6 +21,7 @@ import logging.handlers
 import os
 import signal
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -35,6 +41,10 @@ LOG_FILE_BYTES, LOG_FILE_BACKUPS = 20 * 1024**2, 3  # the log file: at most ~80 
 CHUNK_TIMING = "chunk timing %s"  # the per-chunk line of services/transcoding.py
 SUMMARY_EVERY_S = 60.0
 STARTUP_FAILURE = 3  # uvicorn's exit code for a server that could not start
+RESTART_AFTER_S = 1.0  # an API process that exited on its own is started again after this
+STOP_GRACE_S = 20.0  # API processes stopping get this long (uvicorn's own grace is 10 s)
+
+log = logging.getLogger(__name__)
 
 
 class ChunkTimingSummary(logging.StreamHandler[TextIO]):
@@ -145,12 +155,30 @@ class _Published:
             runfile.remove(self._data_dir, self._run)
 
 
+def reuse_port_socket(host: str, port: int) -> socket.socket:
+    """A socket bound to ``host:port`` with SO_REUSEPORT: other processes of this user
+    binding the same way share the port, the kernel spreading connections over them."""
+    family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                                          flags=socket.AI_PASSIVE)[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind(address)
+        sock.set_inheritable(True)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
 def serve(settings: Settings, host: str, port: int, *, run_workers: bool,
           log_file: Path | None = None, before_stop: Callable[[], None] | None = None,
-          run_file: bool = False) -> int:
+          run_file: bool = False, reuse_port: bool = False) -> int:
     """Serve until SIGTERM or Ctrl-C (then 0), or 3 when the server could not start.
     ``log_file``: see :func:`log_to`; ``run_file``: publish the run file in the data dir
-    while serving (``up``)."""
+    while serving (``up``); ``reuse_port``: bind with SO_REUSEPORT (one of several
+    processes on the port)."""
     from chunkcast.adapters.db.migrate import upgrade
     from chunkcast.api.app import create_app
     from chunkcast.runtime import open_platform
@@ -175,7 +203,14 @@ def serve(settings: Settings, host: str, port: int, *, run_workers: bool,
     # rather than ending the process on the spot.
     previous = signal.signal(signal.SIGTERM, _raise_stopped)
     try:
-        server.run()
+        sockets = None
+        if reuse_port:
+            try:
+                sockets = [reuse_port_socket(host, port)]
+            except OSError as exc:
+                log.error("could not bind %s:%d with SO_REUSEPORT: %s", host, port, exc)
+                return STARTUP_FAILURE
+        server.run(sockets)
     except (_Stopped, KeyboardInterrupt):
         pass
     finally:
@@ -183,3 +218,65 @@ def serve(settings: Settings, host: str, port: int, *, run_workers: bool,
         if published is not None:
             published.withdraw()
     return 0 if server.started else STARTUP_FAILURE
+
+
+def serve_processes(argv: list[str], count: int, *,
+                    restart_after_s: float = RESTART_AFTER_S) -> int:
+    """``count`` child processes ``python -m chunkcast ARGV`` (``api … --reuse-port``)
+    until SIGTERM or Ctrl-C, then each is stopped gracefully (SIGTERM, waited for; SIGKILL
+    after :data:`STOP_GRACE_S`) and 0 is returned. The children die with this process
+    (PR_SET_PDEATHSIG), even when it is killed; they are in a process group of their own, so
+    a terminal's Ctrl-C reaches this process alone, which stops them in order. A child that
+    exits on its own (killed, crashed) is started again after ``restart_after_s``; one that
+    could not start (exit status 3: the port is taken by another program, …) stops them
+    all, and 3 is returned."""
+    from chunkcast.media.process import die_with_parent
+
+    def start() -> "subprocess.Popen[bytes]":
+        return subprocess.Popen([sys.executable, "-m", "chunkcast", *argv],
+                                stdin=subprocess.DEVNULL, process_group=0,
+                                preexec_fn=die_with_parent)
+
+    stop = threading.Event()
+
+    def stop_on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    previous = {signum: signal.signal(signum, stop_on_signal)
+                for signum in (signal.SIGTERM, signal.SIGINT)}
+    children: list[subprocess.Popen[bytes]] = []
+    code = 0
+    try:
+        children = [start() for _ in range(count)]
+        log.info("%d API processes started: %s", count, ", ".join(str(c.pid) for c in children))
+        restart_at: dict[int, float] = {}  # index of an exited child -> when to replace it
+        while not stop.wait(0.1):
+            for index, child in enumerate(children):
+                if child.poll() is None:
+                    continue
+                if child.returncode == STARTUP_FAILURE:
+                    log.error("API process %d could not start: stopping the others", child.pid)
+                    code = STARTUP_FAILURE
+                    stop.set()
+                    break
+                if index not in restart_at:
+                    log.warning("API process %d exited (%s): another one starts in %g s",
+                                child.pid, child.returncode, restart_after_s)
+                    restart_at[index] = time.monotonic() + restart_after_s
+                elif time.monotonic() >= restart_at[index]:
+                    del restart_at[index]
+                    children[index] = start()
+    finally:
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + STOP_GRACE_S
+        for child in children:
+            try:
+                child.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    return code

@@ -7,6 +7,7 @@ import pytest
 from chunkcast.domain import events
 from chunkcast.domain.events import (
     EVENT_TYPES,
+    AudienceReported,
     ChunkUploaded,
     Event,
     SegmentReady,
@@ -32,6 +33,8 @@ EXAMPLES: list[Event] = [
     VideoStatusChanged(VID, "ready"),
     VideoStatusChanged(VID, "failed", "the file is not a video"),
     VideoPrivacyChanged(VID, True),
+    AudienceReported("api-host-4242", {VID: 12, "bcdefghijklmnopq": 1}, "2024-05-01T12:00:00.000Z"),
+    AudienceReported("api-host-4242", {}, "2024-05-01T12:00:03.000Z", 0.5, leaving=True),
 ]
 
 
@@ -82,3 +85,12 @@ def test_segment_parts_survive_the_round_trip() -> None:
     old = events.SegmentReady("v1", "360p", 4, "k", "i", 4.0, 1.0, None, "t")
     decoded = events.decode(events.encode(old))
     assert isinstance(decoded, SegmentReady) and decoded.parts == ()
+
+
+def test_an_audience_report_needs_only_its_process_counts_and_time() -> None:
+    body = {"type": "audience.reported", "v": 1, "process": "api-1", "counts": {VID: 3},
+            "at": "2024-05-01T12:00:00.000Z"}
+    report = decode(json.dumps(body))
+    assert report == AudienceReported("api-1", {VID: 3}, "2024-05-01T12:00:00.000Z")
+    assert isinstance(report, AudienceReported) and report.every_s == 1.0
+    assert not report.leaving

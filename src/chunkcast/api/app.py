@@ -20,7 +20,7 @@ from chunkcast.api.wire import ViewerSockets
 from chunkcast.config import ORIGIN_ROUTES, load_backend
 from chunkcast.domain.signing import edge_secret, token_digest
 from chunkcast.runtime import Platform, run_consumers
-from chunkcast.services.live_follow import run_feed
+from chunkcast.services.live_follow import leave_audience, run_feed
 from chunkcast.services.outages import OutageLog
 from chunkcast.services.planning import RESULTS_DIR
 
@@ -45,7 +45,8 @@ def create_app(platform: Platform, *, run_workers: bool = False) -> FastAPI:
         workers = asyncio.create_task(run_consumers(
             platform.consumers() if run_workers else [], stop_workers,
             settings.stop_grace_seconds))
-        tasks = [asyncio.create_task(run_feed(feed, platform.bus), name="live-feed")]
+        tasks = [asyncio.create_task(run_feed(feed, platform.bus, platform.audience,
+                                              platform.metrics), name="live-feed")]
         tasks.append(asyncio.create_task(_end_quiet_streams(platform), name="stream-watchdog"))
         tasks.append(asyncio.create_task(platform.relay.run(), name="outbox-relay"))
         try:
@@ -56,6 +57,7 @@ def create_app(platform: Platform, *, run_workers: bool = False) -> FastAPI:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            await leave_audience(platform.audience, platform.bus)
             await platform.close()
 
     # No /docs or /redoc: they load scripts from a public CDN on the origin where the admin

@@ -122,7 +122,9 @@ class StreamStatus(BaseModel):
     id: str
     title: str
     status: str
-    viewers: int = Field(description="viewers connected to the API process that answered")
+    viewers: int = Field(description="WebSocket viewers on every API process: those of the "
+                         "process that answered, and the others' as last reported (within "
+                         "about a second; a process gone silent for 3 s is no longer counted)")
     last_chunk_at: datetime | None = Field(description="when the latest chunk was reported")
 
 

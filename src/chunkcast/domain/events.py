@@ -18,6 +18,9 @@ VOD_CHUNKS = "vod_chunks"
 CHUNK_TOPICS = (CHUNKS, VOD_CHUNKS)
 SEGMENTS = "segments"
 VIDEOS = "videos"
+# Each API process's viewer counts, followed by every API process (no group, like
+# ``segments`` and ``videos``): what makes a viewer count the cluster's, not one process's.
+AUDIENCE = "audience"
 
 
 @dataclass(frozen=True)
@@ -79,11 +82,29 @@ class VideoPrivacyChanged:
     private: bool
 
 
-Event = SourceUploaded | ChunkUploaded | SegmentReady | VideoStatusChanged | VideoPrivacyChanged
+@dataclass(frozen=True)
+class AudienceReported:
+    """The viewers one API process (``process``, unique per process) serves, per video: the
+    whole table each time (a video left out has none there), sent every ``every_s`` seconds
+    while it has viewers and once more when it has none left. A process not heard from for a
+    few intervals is taken to be gone, with its viewers; ``leaving`` says so at once (a
+    clean stop). ``at``: when it was counted (wall clock, for people; expiry goes by when a
+    report is received)."""
+
+    type: ClassVar[str] = "audience.reported"
+    process: str
+    counts: dict[str, int]
+    at: str
+    every_s: float = 1.0
+    leaving: bool = False
+
+
+Event = (SourceUploaded | ChunkUploaded | SegmentReady | VideoStatusChanged
+         | VideoPrivacyChanged | AudienceReported)
 
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.type: cls for cls in (SourceUploaded, ChunkUploaded, SegmentReady, VideoStatusChanged,
-                              VideoPrivacyChanged)
+                              VideoPrivacyChanged, AudienceReported)
 }
 
 
@@ -111,4 +132,5 @@ TOPIC_EVENTS: dict[str, tuple[type[Event], ...]] = {
     VOD_CHUNKS: (ChunkUploaded,),
     SEGMENTS: (SegmentReady,),
     VIDEOS: (VideoStatusChanged, VideoPrivacyChanged),
+    AUDIENCE: (AudienceReported,),
 }

@@ -15,7 +15,7 @@ import bisect
 import contextlib
 import time
 from collections import OrderedDict
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 
 from chunkcast.domain import events
@@ -61,16 +61,19 @@ class LiveFeed:
     def __init__(self, repo: VideoRepository, base_url: str, *, gap_timeout_s: float,
                  window_segments: int = WINDOW_SEGMENTS, idle_timeout_s: float = IDLE_TIMEOUT_S,
                  on_privacy: Callable[[str, bool], None] | None = None,
+                 elsewhere: Callable[[str], int] | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         """``window_segments``: items each channel keeps in memory (older ones come from
         the catalogue); ``on_privacy``: told of every privacy change (the origin's memory of
-        privacy)."""
+        privacy); ``elsewhere``: a video's viewers on the other API processes (the cluster's
+        audience, :class:`~chunkcast.services.audience.Audience`)."""
         self._repo = repo
         self.messages = Messages(base_url)
         self._gap_timeout = gap_timeout_s
         self._window = max(1, window_segments)
         self._idle_timeout = idle_timeout_s
         self._on_privacy = on_privacy
+        self._elsewhere = elsewhere
         self._clock = clock
         # Channels by (video, rendition). Created for a live video's segments (its viewers
         # and playlists are served from memory), for anything else only when a viewer joins.
@@ -89,8 +92,9 @@ class LiveFeed:
         # Eviction: least recently used beyond IGNORED_VIDEOS (one forgotten costs one
         # catalogue read at its next event).
         self._ignored: OrderedDict[str, None] = OrderedDict()
-        # Videos whose audience changed, with when it first did. Eviction: when their
-        # viewers message goes out (at most one per VIEWERS_INTERVAL_S).
+        # Videos whose audience changed (here or elsewhere: :meth:`recount`), with when it
+        # first did. Eviction: when their viewers message goes out (at most one per
+        # VIEWERS_INTERVAL_S), or with the video's last channel.
         self._recount: dict[str, float] = {}
 
     # -- viewers ---------------------------------------------------------------------------
@@ -110,9 +114,29 @@ class LiveFeed:
         return Membership(self, channel)
 
     def viewers(self, video_id: str) -> int:
+        """How many viewers ``video_id`` has (any rendition): here, and on the other API
+        processes as last reported."""
+        here = self.viewers_here(video_id)
+        return here + self._elsewhere(video_id) if self._elsewhere is not None else here
+
+    def viewers_here(self, video_id: str) -> int:
         """How many viewers of ``video_id`` this process serves (any rendition)."""
         state = self._videos.get(video_id)
         return sum(len(c.members) for c in state.channels.values()) if state else 0
+
+    def audience(self) -> dict[str, int]:
+        """Viewers per video on this process, for the videos that have some (what this
+        process reports to the others)."""
+        counts = {video_id: self.viewers_here(video_id) for video_id in self._videos}
+        return {video_id: n for video_id, n in counts.items() if n}
+
+    def recount(self, video_ids: Iterable[str]) -> None:
+        """The viewers of ``video_ids`` elsewhere changed: their viewers here are told the
+        new total (at most once per VIEWERS_INTERVAL_S)."""
+        now = self._clock()
+        for video_id in video_ids:
+            if video_id in self._videos:
+                self._recount.setdefault(video_id, now)
 
     def recent(self, video_id: str, rendition: str) -> Recent | None:
         """The segments held in memory for a rendition, None when it has no channel."""

@@ -74,9 +74,9 @@ async def create_stream(body: CreateStream, streams: StreamsDep, videos: VideosD
 @router.get("/api/v1/streams/{video_id}")
 async def stream_status(video_id: str, request: Request, streams: StreamsDep,
                         playback: PlaybackDep, feed: FeedDep, token: TokenDep) -> StreamStatus:
-    """Status, viewers and last chunk time of a stream: what its dashboard polls. A private
-    stream's only for the admin or with a valid signed link (``e``, ``st``); to anyone else
-    it is unknown."""
+    """Status, viewers (on every API process) and last chunk time of a stream: what its
+    dashboard polls. A private stream's only for the admin or with a valid signed link
+    (``e``, ``st``); to anyone else it is unknown."""
     video = await streams.get(video_id)
     if video.private and not is_admin(request):
         try:
