@@ -74,6 +74,7 @@ bench: test-venv system-deps $(HLSJS)/node_modules/.installed
 	$(BIN)/python bench/edge.py
 	$(BIN)/python bench/faults.py
 	$(BIN)/python bench/ll_edge.py --viewers 1,100,300
+	$(BIN)/python bench/bus.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

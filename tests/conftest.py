@@ -40,6 +40,7 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 
 # Throwaway real servers, shared by the contract and integration suites.
+from tests.servers.kafka import kafka_server  # noqa: E402, F401
 from tests.servers.postgres import postgres  # noqa: E402, F401
 from tests.servers.redis import redis_server  # noqa: E402, F401
 from tests.servers.seaweedfs import seaweedfs  # noqa: E402, F401

@@ -33,6 +33,7 @@ ORIGIN_ROUTES = {
 BUS_BACKENDS = {
     "memory": "chunkcast.adapters.bus.memory:open_bus",
     "redis": "chunkcast.adapters.bus.redis:open_bus",
+    "kafka": "chunkcast.adapters.bus.kafka:open_bus",  # the `kafka` extra (aiokafka)
 }
 DATABASE_BACKENDS = {
     "sqlite": "chunkcast.adapters.db.repository:open_repository",

@@ -12,6 +12,7 @@ from uuid import uuid4
 
 import pytest
 
+from chunkcast.adapters.bus.kafka import KafkaBus
 from chunkcast.adapters.bus.memory import MemoryBus
 from chunkcast.adapters.bus.redis import RedisBus
 from chunkcast.adapters.db.migrate import upgrade
@@ -22,6 +23,7 @@ from chunkcast.config import load_settings
 from chunkcast.ports.bus import EventBus
 from chunkcast.ports.repository import VideoRepository
 from chunkcast.ports.storage import ObjectStore
+from tests.servers.kafka import KafkaServer
 from tests.servers.postgres import PostgresServer, create_database
 from tests.servers.redis import RedisServer
 from tests.servers.seaweedfs import SeaweedServer, drop_bucket, new_bucket_name
@@ -34,6 +36,10 @@ ACK_TIMEOUT_S = 0.3
 # its stream and looks for dead consumers.
 SMALL_COMPACT_AFTER_LINES = 8
 SMALL_MAX_LEN = 20
+# Tansu completes a group's join after about the session timeout; a real Kafka refuses less
+# than its group.min.session.timeout.ms (6 s by default).
+KAFKA_SESSION_TIMEOUT_MS = 1_000
+KAFKA_PARTITIONS = 3
 
 BusFactory = Callable[[], Awaitable[EventBus]]
 """Opens a bus on one test's durable state; calling it again after ``close`` is a restart."""
@@ -82,8 +88,27 @@ def _redis_bus(request: pytest.FixtureRequest, tmp_path: Path) -> BusFactory:
     return open_bus
 
 
+def _kafka_bus(request: pytest.FixtureRequest, tmp_path: Path) -> BusFactory:
+    server: KafkaServer = request.getfixturevalue("kafka_server")
+    prefix = f"test-{uuid4().hex}"  # one broker for the session, topics and groups per test
+
+    async def open_bus() -> EventBus:
+        return KafkaBus(server.brokers, prefix=prefix, partitions=KAFKA_PARTITIONS,
+                        ack_timeout_s=ACK_TIMEOUT_S,
+                        session_timeout_ms=KAFKA_SESSION_TIMEOUT_MS)
+
+    return open_bus
+
+
 STORE_OPENERS: dict[str, StoreOpener] = {"local": _local_store, "s3": _s3_store}
-BUS_OPENERS: dict[str, BusOpener] = {"memory": _memory_bus, "redis": _redis_bus}
+BUS_OPENERS: dict[str, BusOpener] = {
+    "memory": _memory_bus, "redis": _redis_bus, "kafka": _kafka_bus}
+# What a backend does beyond the port's promises, for the tests that check it.
+# total_order: one topic's events reach a group in publish order across videos (Kafka
+# orders only within a partition, so only a video's own events keep their order).
+BUS_CAPABILITIES: dict[str, frozenset[str]] = {
+    "memory": frozenset({"total_order"}), "redis": frozenset({"total_order"}),
+    "kafka": frozenset()}
 
 
 DatabaseOpener = Callable[[pytest.FixtureRequest, Path], Awaitable[str]]

@@ -9,7 +9,7 @@ from chunkcast.ports.bus import EventBus
 from chunkcast.ports.repository import VideoRepository
 from chunkcast.ports.storage import ObjectStore
 
-from .backends import BUS_OPENERS, REPO_OPENERS, STORE_OPENERS, BusFactory
+from .backends import BUS_CAPABILITIES, BUS_OPENERS, REPO_OPENERS, STORE_OPENERS, BusFactory
 
 
 @pytest.fixture(params=list(STORE_OPENERS))
@@ -57,3 +57,11 @@ async def bus_factory(
 async def bus(bus_factory: BusFactory) -> EventBus:
     """One open bus of each backend."""
     return await bus_factory()
+
+
+@pytest.fixture
+def total_order(request: pytest.FixtureRequest) -> bool:
+    """Whether the bus under test delivers one topic's events in publish order across
+    videos (capability ``total_order`` in :data:`.backends.BUS_CAPABILITIES`)."""
+    backend = request.node.callspec.params["bus_factory"]
+    return "total_order" in BUS_CAPABILITIES[backend]

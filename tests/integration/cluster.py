@@ -87,7 +87,8 @@ class Cluster:
     env: dict[str, str]
     """The settings of every role."""
     token: str
-    redis: RedisServer
+    redis: RedisServer | None
+    """The bus's Redis (None when the bus is another one)."""
     worker_env: dict[str, str] = field(default_factory=dict)
     """Settings of the workers only, over ``env``."""
     worker_prefix: tuple[str, ...] = ()
