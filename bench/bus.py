@@ -33,6 +33,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 from tests.servers.kafka import run_kafka  # noqa: E402
 from tests.servers.redis import run_redis  # noqa: E402
 
+from capacity import Measured, write_capacity  # noqa: E402
 from chunkcast.adapters.bus.kafka import KafkaBus  # noqa: E402
 from chunkcast.adapters.bus.memory import MemoryBus  # noqa: E402
 from chunkcast.adapters.bus.redis import RedisBus  # noqa: E402
@@ -40,6 +41,7 @@ from chunkcast.domain import keys  # noqa: E402
 from chunkcast.domain.clock import iso_now  # noqa: E402
 from chunkcast.domain.events import CHUNKS, SEGMENTS, ChunkUploaded, SegmentReady  # noqa: E402
 from chunkcast.domain.ids import new_video_id  # noqa: E402
+from chunkcast.domain.plan import BUS_EVENTS  # noqa: E402
 from chunkcast.ports.bus import EventBus  # noqa: E402
 from common import write_result  # noqa: E402
 
@@ -195,7 +197,13 @@ async def main(events: int, notifies: int) -> None:
     result["ratios"] = {"kafka_notify_p99_over_redis": round(
         kafka["notify_p99_ms"] / max(redis["notify_p99_ms"], 0.1), 2)}
     print("ratios", result["ratios"])
-    print(write_result("bus", {"events": events, "notifies": notifies, **result}))
+    path = write_result("bus", {"events": events, "notifies": notifies, **result})
+    print(path)
+    # What `chunkcast plan` plans with: Redis, the default distributed bus.
+    print(write_capacity("bus", {BUS_EVENTS: Measured(
+        redis["consumed_per_s"], "events/s",
+        f"chunk events consumed per second from one Redis node, "
+        f"notify p99 {redis['notify_p99_ms']} ms; {path.name}")}, path))
 
 
 if __name__ == "__main__":
