@@ -75,6 +75,7 @@ bench: test-venv system-deps $(HLSJS)/node_modules/.installed
 	$(BIN)/python bench/faults.py
 	$(BIN)/python bench/ll_edge.py --viewers 1,100,300
 	$(BIN)/python bench/bus.py
+	$(BIN)/python bench/hls_latency.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
