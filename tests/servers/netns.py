@@ -1,5 +1,6 @@
-"""A "host" of its own for a role under test (the workers): a network namespace joined to the
-root namespace by a veth pair, and the faults of that link.
+"""Hosts of their own for roles under test: a network namespace joined to the root namespace
+by a veth pair, and the faults of that link (:func:`namespace`); or several namespaces on one
+switch, the root namespace plugged in too, each of which can be cut off (:func:`network`).
 
 The namespace, its veth pair and its addresses (private, 10.231.N.0/29) are made by the test
 under names derived from its PID and removed by name on exit, even after a failure; what a
@@ -262,3 +263,118 @@ def relays() -> Iterator[Relays]:
         yield running
     finally:
         running.close()
+
+
+# --- several hosts on one switch ---------------------------------------------------------------
+
+SWITCH_IF = "br0"
+HOST_IF = "eth0"  # each host's own end of its cable
+FIRST_HOST = 10  # hosts get .10, .11, …; this namespace (the clients' host) gets .1
+
+
+@dataclass(frozen=True)
+class Host:
+    """A namespace plugged into the switch by a cable (a veth pair): ``address`` on its
+    ``eth0`` (no route beyond the switch), ``port`` the cable's end on the switch."""
+
+    name: str
+    namespace: str
+    address: str
+    switch: str
+    port: str
+
+    def exec_argv(self, argv: list[str]) -> list[str]:
+        """``argv`` run on this host (``ip netns exec`` execs it: same PID)."""
+        return ["ip", "netns", "exec", self.namespace, *argv]
+
+    @property
+    def prefix(self) -> tuple[str, ...]:
+        """What a program is started through to run on this host."""
+        return tuple(self.exec_argv([]))
+
+    def cut(self) -> None:
+        """Pull the cable: the switch drops whatever goes to or comes from this host,
+        silently (open connections hang, new ones time out), until :meth:`reconnect`."""
+        _ip("-n", self.switch, "link", "set", self.port, "down")
+
+    def reconnect(self) -> None:
+        _ip("-n", self.switch, "link", "set", self.port, "up")
+
+
+@dataclass(frozen=True)
+class Network:
+    """Hosts on one switch (a bridge in a namespace of its own) on ``{subnet}.0/24``; this
+    namespace is plugged in too, at :attr:`client_address` (the clients' host)."""
+
+    subnet: str  # the first three octets
+    switch: str
+    hosts: dict[str, Host]
+
+    @property
+    def client_address(self) -> str:
+        return f"{self.subnet}.1"
+
+    def __getitem__(self, name: str) -> Host:
+        return self.hosts[name]
+
+
+def _free_lan() -> str:
+    used = _ip("-o", "-4", "addr", "show").stdout + _ip("-4", "route", "show", "table",
+                                                         "all").stdout
+    for third in range(0, 255):
+        subnet = f"10.77.{third}"
+        if f"{subnet}." not in used:
+            return subnet
+    raise NetnsUnavailable("no free 10.77.N.0/24 subnet")
+
+
+def _plug(switch: str, port: str, peer: str, peer_namespace: str | None) -> None:
+    """A cable from the switch's ``port`` to ``peer`` (in ``peer_namespace``, or here)."""
+    if peer_namespace:
+        _ip("-n", switch, "link", "add", port, "type", "veth", "peer", "name", peer, "netns",
+            peer_namespace)
+    else:
+        _ip("link", "add", peer, "type", "veth", "peer", "name", port, "netns", switch)
+    _ip("-n", switch, "link", "set", port, "master", SWITCH_IF)
+    _ip("-n", switch, "link", "set", port, "up")
+
+
+@contextlib.contextmanager
+def network(*names: str) -> Iterator[Network]:
+    """A switch with one host per name (each a namespace of its own, with its loopback) and
+    this namespace plugged in; all of it removed on exit (stop what runs on the hosts first).
+    Names follow :func:`namespace`'s, so what a killed run left is removed the same way."""
+    check_available()
+    remove_leftovers()
+    pid, first = os.getpid(), 1 + secrets.randbelow(99_999 - len(names))
+    switch = f"chunkcast-{pid}-{first}"
+    uplink = _host_if(pid, first)  # this namespace's end of its cable
+    made: list[str] = []
+    try:
+        try:
+            _ip("netns", "add", switch)
+        except RuntimeError as exc:
+            raise NetnsUnavailable(str(exc)) from exc
+        made.append(switch)
+        subnet = _free_lan()
+        _ip("-n", switch, "link", "add", SWITCH_IF, "type", "bridge")
+        _ip("-n", switch, "link", "set", SWITCH_IF, "up")
+        hosts = {}
+        for n, name in enumerate(names, start=1):
+            host = Host(name, f"chunkcast-{pid}-{first + n}", f"{subnet}.{FIRST_HOST + n - 1}",
+                        switch, f"p{n}")
+            _ip("netns", "add", host.namespace)
+            made.append(host.namespace)
+            _plug(switch, host.port, HOST_IF, host.namespace)
+            _ip("-n", host.namespace, "addr", "add", f"{host.address}/24", "dev", HOST_IF)
+            _ip("-n", host.namespace, "link", "set", HOST_IF, "up")
+            _ip("-n", host.namespace, "link", "set", "lo", "up")
+            hosts[name] = host
+        _plug(switch, "p0", uplink, None)
+        _ip("addr", "add", f"{subnet}.1/24", "dev", uplink)
+        _ip("link", "set", uplink, "up")
+        yield Network(subnet, switch, hosts)
+    finally:
+        for made_namespace in reversed(made):  # the cables go with the switch's namespace
+            _ip("netns", "del", made_namespace, check=False)
+        _ip("link", "del", uplink, check=False)

@@ -37,10 +37,11 @@ class Nginx:
     conf: str  # "edge" or "lb"
     port: int
     pid: int
+    host: str = "127.0.0.1"
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     def access_log(self) -> list[str]:
         path = self.prefix / "logs" / f"{self.conf}-access.log"
@@ -83,20 +84,22 @@ def open_folder(prefix: str = "chunkcast-nginx-") -> Path:
 
 
 def deploy_argv(out: Path, apis: list[str], origin: str, edge_port: int, lb_port: int,
-                *options: str) -> list[str]:
+                *options: str, host: str = "127.0.0.1") -> list[str]:
     return [sys.executable, "-m", "chunkcast", "deploy", "nginx",
             *[f"--api={a}" for a in apis], "--origin", origin,
-            "--edge-listen", f"127.0.0.1:{edge_port}", "--lb-listen", f"127.0.0.1:{lb_port}",
+            "--edge-listen", f"{host}:{edge_port}", "--lb-listen", f"{host}:{lb_port}",
             "--out", str(out), *options]
 
 
 def deploy(out: Path, apis: list[str], origin: str, edge_port: int, lb_port: int,
-           env: dict[str, str], *options: str) -> None:
-    """``chunkcast deploy nginx`` (``env`` says where the platform's secret key is). As
-    root, the cache goes to a folder of its own, unless ``options`` say where."""
+           env: dict[str, str], *options: str, host: str = "127.0.0.1") -> None:
+    """``chunkcast deploy nginx`` (``env`` says where the platform's secret key is), both
+    listening on ``host``. As root, the cache goes to a folder of its own, unless
+    ``options`` say where."""
     if os.geteuid() == 0 and not any(o.startswith("--cache-dir") for o in options):
         options = (*options, f"--cache-dir={open_folder() / 'state'}")
-    done = subprocess.run(deploy_argv(out, apis, origin, edge_port, lb_port, *options),
+    done = subprocess.run(deploy_argv(out, apis, origin, edge_port, lb_port, *options,
+                                      host=host),
                           env={**os.environ, **env}, capture_output=True, text=True,
                           timeout=60, check=False)
     assert done.returncode == 0, done.stderr
@@ -138,8 +141,8 @@ def write_static_conf(prefix: Path, name: str, port: int, location: str, root: P
         group=grp.getgrgid(owner.pw_gid).gr_name))
 
 
-def _listening(port: int) -> bool:
-    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
+def _listening(port: int, host: str = "127.0.0.1") -> bool:
+    with contextlib.suppress(OSError), socket.create_connection((host, port), 0.5):
         return True
     return False
 
@@ -152,28 +155,30 @@ def as_user(user: str, argv: list[str]) -> list[str]:
 
 
 @contextlib.contextmanager
-def run_nginx(prefix: Path, conf: str, port: int, *, user: str | None = None
-              ) -> Iterator[Nginx]:
+def run_nginx(prefix: Path, conf: str, port: int, *, user: str | None = None,
+              host: str = "127.0.0.1", through: tuple[str, ...] = ()) -> Iterator[Nginx]:
     """``nginx -p PREFIX -c PREFIX/CONF.conf`` in the foreground until the block ends; as
-    ``user`` when given (a plain user's nginx), else as whoever runs the tests."""
+    ``user`` when given (a plain user's nginx), else as whoever runs the tests; started
+    through ``through`` (e.g. ``ip netns exec NAME``: on a host of its own, whose ``host``
+    address it listens on)."""
     if not Path(NGINX).exists():
         raise RuntimeError("nginx not found: apt-get install -y nginx")
     argv = [NGINX, "-p", str(prefix), "-c", str(prefix / f"{conf}.conf"),
             "-e", str(prefix / "logs" / f"{conf}-startup.log"), "-g", _GLOBALS]
     if user is not None:
         argv = as_user(user, argv)
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    proc = subprocess.Popen([*through, *argv], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             preexec_fn=_die_with_parent())
     try:
         deadline = time.monotonic() + START_TIMEOUT_S
-        while not _listening(port):
+        while not _listening(port, host):
             if proc.poll() is not None:
                 error = proc.stderr.read().decode() if proc.stderr else ""
                 raise RuntimeError(f"nginx ({conf}) exited: {error}")
             if time.monotonic() > deadline:
                 raise RuntimeError(f"nginx ({conf}) is not listening on {port}")
             time.sleep(0.05)
-        yield Nginx(prefix, conf, port, proc.pid)
+        yield Nginx(prefix, conf, port, proc.pid, host)
     finally:
         proc.send_signal(signal.SIGTERM)  # fast shutdown
         try:

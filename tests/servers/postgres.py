@@ -29,12 +29,16 @@ class PostgresServer:
     and port (what fault tests need); ``pid`` is 0 while it is stopped."""
 
     url: str
-    """``postgresql+asyncpg://postgres@127.0.0.1:P/postgres`` (trust auth, no password)."""
+    """``postgresql+asyncpg://postgres@HOST:P/postgres`` (trust auth, no password)."""
     port: int
     pid: int
     data_dir: Path
     start_seconds: float
     """How long initdb + start took, for the record."""
+    host: str = "127.0.0.1"
+    """The address it listens on."""
+    prefix: tuple[str, ...] = ()
+    """What it is started through (e.g. ``ip netns exec NAME``: a host of its own)."""
 
     @property
     def dir(self) -> Path:
@@ -47,7 +51,7 @@ class PostgresServer:
 
     def database_url(self, name: str) -> str:
         """The URL of database ``name`` on this server."""
-        return f"postgresql+asyncpg://postgres@127.0.0.1:{self.port}/{name}"
+        return f"postgresql+asyncpg://postgres@{self.host}:{self.port}/{name}"
 
     def stop(self, *, mode: str = "fast") -> None:
         """``pg_ctl stop -m MODE`` (``fast``: clients are disconnected, a clean shutdown;
@@ -59,7 +63,8 @@ class PostgresServer:
     def start(self) -> None:
         """Start the stopped cluster again on the same port."""
         if not self.pid:
-            _start(self.data_dir, self.dir, self.dir / "postgres.log", port=self.port)
+            _start(self.data_dir, self.dir, self.dir / "postgres.log", port=self.port,
+                   host=self.host, prefix=self.prefix)
             self.pid = _postmaster_pid(self.data_dir)
 
     def restart(self, *, mode: str = "fast") -> None:
@@ -98,24 +103,28 @@ def _stop(data: Path, pid: int, *, mode: str = "immediate") -> None:
             os.kill(pid, signal.SIGKILL)
 
 
-def _start(data: Path, dir: Path, log: Path, *, port: int | None = None) -> int:
-    """Start the cluster on ``port`` (default: a free one) and return the port; a free port
-    taken between choosing it and binding it is retried with another."""
+def _start(data: Path, dir: Path, log: Path, *, port: int | None = None,
+           host: str = "127.0.0.1", prefix: tuple[str, ...] = ()) -> int:
+    """Start the cluster on ``host:port`` (default: a free port) through ``prefix`` and
+    return the port; a free port taken between choosing it and binding it is retried with
+    another."""
     for candidate in [port] if port else [free_port() for _ in range(3)]:
         # -l keeps the server's output away from our pipes; the socket lives in ``dir`` too.
-        options = f"-p {candidate} -k {dir} -c listen_addresses=127.0.0.1 -c fsync=off"
-        started = subprocess.run(_as_owner([str(BIN / "pg_ctl"), "-D", str(data), "-l", str(log),
-                                            "-w", "-t", "30", "-o", options, "start"]),
-                                 capture_output=True, check=False)
+        options = f"-p {candidate} -k {dir} -c listen_addresses={host} -c fsync=off"
+        argv = _as_owner([str(BIN / "pg_ctl"), "-D", str(data), "-l", str(log), "-w", "-t",
+                          "30", "-o", options, "start"])
+        started = subprocess.run([*prefix, *argv], capture_output=True, check=False)
         if started.returncode == 0:
             return candidate
     raise RuntimeError(f"PostgreSQL did not start:\n{log.read_text()[-3000:]}")
 
 
 @contextlib.contextmanager
-def run_postgres(dir: Path) -> Iterator[PostgresServer]:
+def run_postgres(dir: Path, *, host: str = "127.0.0.1", prefix: tuple[str, ...] = ()
+                 ) -> Iterator[PostgresServer]:
     """Initialise and start a cluster under ``dir`` (which the postgres OS user must be able
-    to reach: when running as root, ``dir`` is handed over to it). Stopped on exit."""
+    to reach: when running as root, ``dir`` is handed over to it), listening on ``host``,
+    started through ``prefix`` (e.g. on a host of its own). Stopped on exit."""
     if not (BIN / "pg_ctl").exists():
         raise RuntimeError(f"PostgreSQL not found in {BIN}: apt-get install -y postgresql")
     dir.mkdir(parents=True, exist_ok=True)
@@ -124,11 +133,14 @@ def run_postgres(dir: Path) -> Iterator[PostgresServer]:
     started = time.monotonic()
     _run([str(BIN / "initdb"), "-D", str(data), "-U", OS_USER, "--auth=trust",
           "--encoding=UTF8", "--locale=C", "--no-sync"], "initdb")
-    port = _start(data, dir, log)
+    if host != "127.0.0.1":  # initdb trusts loopback clients only; these are its neighbours
+        with (data / "pg_hba.conf").open("a") as hba:
+            hba.write("host all all samenet trust\n")
+    port = _start(data, dir, log, host=host, prefix=prefix)
     pid = _postmaster_pid(data)
     elapsed = time.monotonic() - started
-    server = PostgresServer(f"postgresql+asyncpg://postgres@127.0.0.1:{port}/postgres", port,
-                            pid, data, elapsed)
+    server = PostgresServer(f"postgresql+asyncpg://postgres@{host}:{port}/postgres", port,
+                            pid, data, elapsed, host, prefix)
     try:
         yield server
     finally:
@@ -138,7 +150,7 @@ def run_postgres(dir: Path) -> Iterator[PostgresServer]:
 async def create_database(server: PostgresServer) -> str:
     """A new, empty database on ``server``; returns its URL."""
     name = f"test_{uuid.uuid4().hex[:16]}"
-    conn = await asyncpg.connect(host="127.0.0.1", port=server.port, user="postgres",
+    conn = await asyncpg.connect(host=server.host, port=server.port, user="postgres",
                                  database="postgres")
     try:
         await conn.execute(f'CREATE DATABASE "{name}"')

@@ -51,8 +51,8 @@ def _die_with_parent() -> Callable[[], None] | None:
     return hook
 
 
-def _answers_ping(port: int) -> bool:
-    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5) as s:
+def _answers_ping(port: int, host: str = "127.0.0.1") -> bool:
+    with contextlib.suppress(OSError), socket.create_connection((host, port), 0.5) as s:
         s.sendall(b"PING\r\n")
         return s.recv(16).startswith(b"+PONG")
     return False
@@ -64,12 +64,16 @@ class RedisServer:
 
     port: int
     dir: Path
+    host: str = "127.0.0.1"
+    """The address it listens on."""
+    prefix: tuple[str, ...] = ()
+    """What it is started through (e.g. ``ip netns exec NAME``: a host of its own)."""
     url: str = field(init=False)
     pid: int = field(init=False, default=0)
     _process: subprocess.Popen[bytes] | None = field(init=False, default=None, repr=False)
 
     def __post_init__(self) -> None:
-        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.url = f"redis://{self.host}:{self.port}/0"
 
     @property
     def log(self) -> Path:
@@ -81,16 +85,19 @@ class RedisServer:
 
     def start(self) -> None:
         """Start the server and wait until it answers PING."""
-        argv = [_redis_server_binary(), "--port", str(self.port), "--bind", "127.0.0.1",
-                "--dir", str(self.dir), "--appendonly", "yes", "--appendfsync", "always",
-                "--save", "", "--daemonize", "no"]
+        argv = [*self.prefix, _redis_server_binary(), "--port", str(self.port), "--bind",
+                self.host, "--dir", str(self.dir), "--appendonly", "yes", "--appendfsync",
+                "always", "--save", "", "--daemonize", "no",
+                # Without a password, Redis answers only loopback clients unless told: the
+                # hosts' network is the test's own.
+                "--protected-mode", "yes" if self.host == "127.0.0.1" else "no"]
         self.dir.mkdir(parents=True, exist_ok=True)
         with self.log.open("ab") as out:
             process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT,
                                        start_new_session=True, preexec_fn=_die_with_parent())
         self._process, self.pid = process, process.pid
         deadline = time.monotonic() + START_TIMEOUT_S
-        while not _answers_ping(self.port):
+        while not _answers_ping(self.port, self.host):
             if process.poll() is not None or time.monotonic() > deadline:
                 self.stop()
                 raise RuntimeError(f"redis-server did not start:\n{self.log.read_text()[-3000:]}")
@@ -117,9 +124,11 @@ class RedisServer:
 
 
 @contextlib.contextmanager
-def run_redis(dir: Path) -> Iterator[RedisServer]:
-    """A ``redis-server`` with its data in ``dir``, on a free port; stopped on exit."""
-    server = RedisServer(free_port(), dir)
+def run_redis(dir: Path, *, host: str = "127.0.0.1", prefix: tuple[str, ...] = ()
+              ) -> Iterator[RedisServer]:
+    """A ``redis-server`` with its data in ``dir``, on a free port of ``host``, started
+    through ``prefix`` (e.g. on a host of its own); stopped on exit."""
+    server = RedisServer(free_port(), dir, host, prefix)
     server.start()
     try:
         yield server

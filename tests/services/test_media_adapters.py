@@ -13,6 +13,7 @@ from chunkcast.adapters.media.ffmpeg import FfmpegEncoder
 from chunkcast.adapters.media.probe import PyavProber
 from chunkcast.domain.errors import MediaError
 from chunkcast.domain.ladder import Rendition
+from chunkcast.domain.playlists import part_target
 from chunkcast.media.argv import EncodeOptions, InputRange, ladder_argv, live_chunk_argv
 from chunkcast.media.hls import WrittenSegment
 from chunkcast.media.inputs import MediaInput
@@ -67,6 +68,9 @@ def fragmented(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+# The chunk encoded: an upload's 4 s from 8 s, or a 1 s live chunk at 8 s.
+WINDOWS = {"vod": ChunkWindow(8.0, 4.0), "live": ChunkWindow(8.0, 1.0)}
+
 def _stand_in(tmp_path: Path, body: str) -> Path:
     script = tmp_path / "ffmpeg"
     script.write_text("#!/bin/sh\n" + body)
@@ -77,7 +81,7 @@ def _stand_in(tmp_path: Path, body: str) -> Path:
 async def _encode(ffmpeg: Path, out: Path, kind: ChunkKind = "vod",
                   timeout_s: float = 10.0) -> list[EncodedRendition]:
     return await FfmpegEncoder(str(ffmpeg), preset="ultrafast").encode(
-        SOURCE, [R240, R360], out, kind=kind, window=ChunkWindow(8.0, 4.0), first_seq=5,
+        SOURCE, [R240, R360], out, kind=kind, window=WINDOWS[kind], first_seq=5,
         segment_seconds=2, has_audio=True, copy_audio=kind == "live", timeout_s=timeout_s)
 
 
@@ -109,7 +113,8 @@ async def test_a_live_chunk_runs_the_live_command_and_reads_back_init_segment_an
     ran = (tmp_path / "ffmpeg.argv").read_text().splitlines()
     assert [str(ffmpeg), *ran] == live_chunk_argv(
         str(ffmpeg), SOURCE, [R240, R360], out, has_audio=True, copy_audio=True,
-        opts=EncodeOptions(preset="ultrafast", segment_seconds=2, part_seconds=0.334))
+        opts=EncodeOptions(preset="ultrafast", segment_seconds=2,
+                           part_seconds=part_target(0.334, WINDOWS["live"].duration)))
     whole = fragmented.read_bytes()
     for e, name in zip(encoded, ("240p", "360p"), strict=True):
         assert (e.rendition, e.start, e.codecs) == (name, 8.0, "avc1.64000a,mp4a.40.2")

@@ -39,13 +39,23 @@ class LiveControl:
     """What makes a growing playlist a Low-Latency one (RFC 8216bis): blocking reload, delta
     updates and, when segments have parts, the parts of the latest ones.
 
-    ``part_target``: the longest a part may be; ``next_uri``: the URI the next segment will
-    have (its first part is hinted); ``skip``: the client asked for a delta update."""
+    ``part_target``: the configured part length (see :func:`part_target`); ``next_uri``: the
+    URI the next segment will have (its first part is hinted); ``skip``: the client asked for
+    a delta update."""
 
     part_target: float
     next_uri: str | None = None
     reports: Sequence[RenditionReport] = ()
     skip: bool = False
+
+
+def part_target(configured: float, segment_seconds: float) -> float:
+    """The longest a part of a live segment may be (PART-TARGET): the configured length, or
+    half the segment when that is longer. A segment's parts are published together, when its
+    chunk is transcoded, so a player asking for the next part waits about a whole segment;
+    hls.js gives up on a blocking request after three part targets (or 0.8 target durations),
+    which must leave room for the segment and the jitter of transcoding."""
+    return round(max(configured, segment_seconds / 2), 3)
 
 
 def _target_duration(segments: Sequence[PlaylistSegment], floor: float | None) -> int:
@@ -155,7 +165,9 @@ def render_media(
     lines = ["#EXTM3U", f"#EXT-X-VERSION:{version}", f"#EXT-X-TARGETDURATION:{target}"]
     if live is not None:
         longest = max((s.duration for s in segments), default=float(target))
-        hold_back, part_hold_back = hold_backs(target, live.part_target if has_parts else None,
+        part_seconds = max([part_target(live.part_target, longest)]
+                           + [p.duration for s in segments for p in s.parts])
+        hold_back, part_hold_back = hold_backs(target, part_seconds if has_parts else None,
                                                longest)
         control = (f"#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,"
                    f"CAN-SKIP-UNTIL={_seconds(6.0 * target)},HOLD-BACK={_seconds(hold_back)}")
@@ -163,7 +175,7 @@ def render_media(
             control += f",PART-HOLD-BACK={_seconds(part_hold_back)}"
         lines.append(control)
         if has_parts:
-            lines.append(f"#EXT-X-PART-INF:PART-TARGET={_seconds(live.part_target)}")
+            lines.append(f"#EXT-X-PART-INF:PART-TARGET={_seconds(part_seconds)}")
     lines += [f"#EXT-X-MEDIA-SEQUENCE:{first}", "#EXT-X-INDEPENDENT-SEGMENTS"]
     if vod:
         lines.append("#EXT-X-PLAYLIST-TYPE:VOD")

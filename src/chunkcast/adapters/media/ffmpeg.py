@@ -8,6 +8,7 @@ from pathlib import Path
 import anyio
 
 from chunkcast.domain.ladder import Rendition
+from chunkcast.domain.playlists import part_target
 from chunkcast.media.argv import (
     LIVE_FILE,
     EncodeOptions,
@@ -28,8 +29,9 @@ PLAYLIST_NAME = "index.m3u8"
 
 class FfmpegEncoder:
     """``ffmpeg``: the binary to run (see :func:`chunkcast.media.process.ffmpeg_path`);
-    ``preset``: the x264 preset of every encode; ``part_seconds``: the longest part of a live
-    segment (LL-HLS)."""
+    ``preset``: the x264 preset of every encode; ``part_seconds``: the configured part length
+    of live segments (LL-HLS): their parts last at most
+    :func:`~chunkcast.domain.playlists.part_target` of it and the chunk's length."""
 
     def __init__(self, ffmpeg: str, *, preset: str = EncodeOptions.preset,
                  loglevel: str = EncodeOptions.loglevel,
@@ -46,7 +48,8 @@ class FfmpegEncoder:
     ) -> list[str]:
         """The command :meth:`encode` runs."""
         opts = EncodeOptions(preset=self._preset, segment_seconds=segment_seconds,
-                             loglevel=self._loglevel, part_seconds=self._part_seconds)
+                             loglevel=self._loglevel,
+                             part_seconds=part_target(self._part_seconds, window.duration))
         if kind == "live":
             return live_chunk_argv(self._ffmpeg, source, renditions, out_dir,
                                    has_audio=has_audio, copy_audio=copy_audio, opts=opts)
@@ -68,18 +71,19 @@ class FfmpegEncoder:
         # Both keep their source's clock: a live chunk the broadcaster's timestamps, a VOD
         # window the upload's (see ladder_argv).
         if kind == "live":
+            parts = part_target(self._part_seconds, window.duration)
             return [await self._read_back_live(out_dir / r.name, r.name, first_seq,
-                                               window.start) for r in renditions]
+                                               window.start, parts) for r in renditions]
         return [await _read_back(out_dir / r.name, r.name, window.start) for r in renditions]
 
-    async def _read_back_live(self, folder: Path, rendition: str, seq: int, start: float
-                              ) -> EncodedRendition:
+    async def _read_back_live(self, folder: Path, rendition: str, seq: int, start: float,
+                              part_seconds: float) -> EncodedRendition:
         """The rendition's file cut into the init segment and the segment (numbered ``seq``),
         the segment's parts measured on the way."""
         init = folder / INIT_NAME
         try:
             written = await anyio.to_thread.run_sync(read_fragmented, folder / LIVE_FILE,
-                                                     self._part_seconds)
+                                                     part_seconds)
         except NotFragmented as exc:
             raise FfmpegFailed("ffmpeg failed: what it wrote is not a fragmented MP4") from exc
         if written is None:  # nothing to read: the chunk held no pictures
