@@ -37,7 +37,12 @@ from tests.integration.fault_support import (
     measure,
     replay_entries,
 )
-from tests.integration.live_support import create_stream, wait_for_renditions, ws_url
+from tests.integration.live_support import (
+    create_stream,
+    viewers_served,
+    wait_for_renditions,
+    ws_url,
+)
 
 # Every role of the platforms under faults: 1 s chunks, the smallest ladder, a short ack
 # timeout (a dead worker's chunk goes to another after it), small VOD chunks (an upload is
@@ -283,9 +288,8 @@ def worker_killed(c: FaultCluster, run: LiveRun) -> Fault:
 
 
 def _viewers_on(api: Server, stream_id: str) -> int:
-    count: int = httpx.get(f"{api.url}/api/v1/streams/{stream_id}", timeout=10
-                           ).json()["viewers"]
-    return count
+    """The viewers ``api`` itself serves (the run watches one stream, ``stream_id``)."""
+    return viewers_served(api)
 
 
 def api_killed(c: FaultCluster, run: LiveRun) -> Fault:

@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import re
 import subprocess
 import sys
 import time
@@ -98,3 +99,12 @@ def wait_for_renditions(server: Server, stream_id: str, timeout_s: float = 30) -
 
 def seqs(messages: list[dict[str, Any]], kind: str = "segment") -> list[int]:
     return [m["seq"] for m in messages if m["type"] == kind]
+
+
+def viewers_served(server: Server) -> int:
+    """The WebSocket viewers ``server`` serves itself: its own series of ``chunkcast_viewers``
+    (set every second; a stream's resource counts the whole cluster's viewers)."""
+    text = httpx.get(f"{server.url}/metrics", timeout=10).text
+    found = re.search(rf'^chunkcast_viewers{{process="[^"]*-{server.pid}"}} (\S+)$', text,
+                      re.MULTILINE)
+    return int(float(found[1])) if found else 0

@@ -23,7 +23,12 @@ import websockets
 from chunkcast.testing import Server, free_port, run_chunkcast, run_server
 from tests.integration.api import admin, put
 from tests.integration.cluster import upgrade_database
-from tests.integration.live_support import create_stream, start_broadcast, wait_for_renditions
+from tests.integration.live_support import (
+    create_stream,
+    start_broadcast,
+    viewers_served,
+    wait_for_renditions,
+)
 from tests.servers.nginx import Nginx, deploy, run_nginx
 from tests.servers.postgres import PostgresServer, create_database
 from tests.servers.redis import run_redis
@@ -107,8 +112,9 @@ async def view(url: str, viewer: Viewer, timeout_s: float) -> None:
 
 
 def viewers_on(server: Server, stream_id: str) -> int:
-    count: int = httpx.get(f"{server.url}/api/v1/streams/{stream_id}").json()["viewers"]
-    return count
+    """The viewers ``server`` itself serves (the test watches one stream)."""
+    assert httpx.get(f"{server.url}/api/v1/streams/{stream_id}").status_code == 200
+    return viewers_served(server)
 
 
 def test_viewers_of_a_dead_api_process_resume_through_the_balancer(

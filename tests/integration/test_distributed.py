@@ -62,7 +62,9 @@ def cluster(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
             s3, "chunkcast", asyncio.run(create_database(postgres)), bus_url,
             CHUNKCAST_LADDER_GROUPS=GROUPS, CHUNKCAST_X264_PRESET="ultrafast",
             CHUNKCAST_ACK_TIMEOUT_SECONDS="3", CHUNKCAST_LIVE_GAP_TIMEOUT_SECONDS="10",
-            CHUNKCAST_VOD_CHUNK_SECONDS="4", CHUNKCAST_WORKER_CONCURRENCY="1")
+            # Six chunks per upload: on Kafka a chunk's worker is the owner of the partition
+            # its key (video, seq) hashes to, so a few chunks could all land on one worker.
+            CHUNKCAST_VOD_CHUNK_SECONDS="2", CHUNKCAST_WORKER_CONCURRENCY="1")
         env["CHUNKCAST_STORAGE_URL"] += "&multipart_mb=5"
         upgrade_database(env, root)
         cluster = Cluster(root, env, env["CHUNKCAST_ADMIN_TOKEN"], redis, groups=("hi", "lo"))
