@@ -172,9 +172,10 @@ def test_a_live_playlist_is_fetched_once_per_cache_period(
             time.sleep(0.5)
         elapsed = time.monotonic() - started
         fetched = edge.served("playlist") - before
-        # max-age=1: at most one origin fetch per second of the test (plus the one in flight
-        # when it started), for 1,000 requests.
-        assert 1 <= fetched <= math.ceil(elapsed) + 1, (fetched, elapsed)
+        # max-age=1: about one origin fetch per second of the test, for 1,000 requests (plus
+        # the one in flight when it started, and one where nginx's whole-second clock puts an
+        # expiry and a refresh on either side of a second boundary).
+        assert 1 <= fetched <= math.ceil(elapsed) + 2, (fetched, elapsed)
         assert newest[-1] > newest[0], "the cached playlist never moved on"
         # WebSocket viewers through the edge are sent segment URLs on the edge.
         first = asyncio.run(watch(f"{edge.edge.url.replace('http', 'ws', 1)}/ws/"
