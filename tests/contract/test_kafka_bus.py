@@ -85,6 +85,54 @@ async def test_an_event_held_by_a_crashed_process_goes_to_another_with_its_count
     assert [(d.id, d.event, d.attempt) for d in got] == [(event_id, event, 2)]
 
 
+# A process that takes ``count`` events of group "all", acks every one and dies at once:
+# before the commit that gathers acks is sent (an ack does not wait for the broker).
+ACKING_THEN_CRASHING = """
+import asyncio, os, sys
+from chunkcast.adapters.bus.kafka import KafkaBus
+async def main():
+    bus = KafkaBus(sys.argv[1], prefix=sys.argv[2], partitions=int(sys.argv[3]),
+                   ack_timeout_s=0.3, session_timeout_ms=int(sys.argv[4]))
+    got = []
+    while len(got) < int(sys.argv[5]):
+        got += await bus.read("chunks", "all", "doomed", count=100, block_s=1.0)
+    for delivery in got:
+        await bus.ack(delivery)
+    print(" ".join(d.id for d in got), flush=True)
+    os._exit(9)
+asyncio.run(main())
+"""
+
+
+async def test_events_acked_just_before_a_crash_are_delivered_again_not_lost(
+    open_kafka: OpenBus, kafka_server: KafkaServer, prefix: str,
+) -> None:
+    bus = open_kafka()
+    await bus.ensure_group(CHUNKS, "all")
+    published = [await bus.publish(CHUNKS, chunk(new_video_id(), 0)) for _ in range(12)]
+
+    crashed = await asyncio.to_thread(
+        subprocess.run, [sys.executable, "-c", ACKING_THEN_CRASHING, kafka_server.brokers,
+                         prefix, str(KAFKA_PARTITIONS), str(KAFKA_SESSION_TIMEOUT_MS),
+                         str(len(published))],
+        capture_output=True, text=True, timeout=60, env=os.environ)
+    assert sorted(crashed.stdout.split()) == sorted(published), crashed.stderr
+
+    # Acks are committed together a moment later, and the process died within that moment:
+    # every event comes back (handlers are idempotent), counted, and none is missing.
+    got = await collect(bus, "all", "survivor", len(published), timeout_s=20)
+    assert sorted((d.id, d.attempt) for d in got) == sorted((i, 2) for i in published)
+    for delivery in got:
+        await bus.ack(delivery)
+
+    # Acks of a live process are committed soon, without waiting for it to stop.
+    other = open_kafka()
+    deadline = time.monotonic() + 5
+    while await other.backlog(CHUNKS, "all") and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    assert await other.backlog(CHUNKS, "all") == 0
+
+
 async def test_acks_out_of_order_commit_only_up_to_the_first_unfinished_event(
     open_kafka: OpenBus,
 ) -> None:

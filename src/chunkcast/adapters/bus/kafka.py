@@ -14,9 +14,11 @@ Mapping of the port:
   :meth:`KafkaBus.ensure_group` declares it by committing the topic's end offsets, so the
   group sees what is published after it, like a Redis group created at ``$``; it does not
   join (API processes declare the worker groups too). A process joins at its first read.
-- ``ack`` commits only contiguous offsets (:mod:`.kafka_group`); an event not acked when its
-  process dies is delivered again by the partition's next owner, after the group's session
-  timeout (a crash) or at once (a clean stop leaves the group).
+- ``ack`` commits only contiguous offsets (:mod:`.kafka_group`), together with the other
+  acks of the next few milliseconds; an event not acked (or acked in those last few
+  milliseconds) when its process dies is delivered again by the partition's next owner,
+  after the group's session timeout (a crash) or at once (a clean stop commits, then
+  leaves the group).
 - The ack timeout holds within a process: an event one of its consumers neither acked nor
   kept within it goes to another consumer of the process, as on Redis. Across processes
   Kafka moves whole partitions, and only when their owner leaves or misses its session
@@ -31,6 +33,11 @@ Mapping of the port:
   subscriber when the broker no longer has what the consumer was to read next.
 - Retention is the broker's (``retention.ms`` of each topic), not "until every group
   acked": a group down for longer than the retention loses what was deleted.
+- A member joining or leaving pauses its group (eager rebalancing: aiokafka has no
+  cooperative protocol). Kafka answers the rejoins as soon as every member has sent one;
+  Tansu holds each JoinGroup for half the session timeout, rounded up to whole seconds
+  (at least 1 s), and holds a static member's (``group_instance_id``) joins and syncs 3 s
+  each, which is why this bus does not use static membership.
 """
 
 import asyncio
@@ -322,7 +329,7 @@ class KafkaBus:
             member = GroupMember(
                 topic, group, data=name, tries=tries, group_id=gid, producer=producer,
                 ack_timeout_s=self._ack_timeout, bury=self._bury_for(topic),
-                options=self._options, member={
+                options=self._options, fetch_wait_ms=FETCH_WAIT_MS, member={
                     "session_timeout_ms": self._session_ms,
                     "rebalance_timeout_ms": self._session_ms,
                     "heartbeat_interval_ms": max(100, self._session_ms // 20),

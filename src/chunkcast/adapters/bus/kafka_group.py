@@ -9,6 +9,9 @@ offset per partition. This member bridges the two (see :mod:`.kafka` for the who
 - An ack marks the event done; the partition's committed offset moves only over a
   contiguous run of done events, so a crash or a rebalance redelivers whatever was not
   finished (and what was finished past an unfinished one: handlers are idempotent).
+  Acks are committed together, at most ``COMMIT_DELAY_S`` after the first of them (and at
+  once before the member gives up a partition or closes): an ack returns without waiting
+  for the broker, and a crash redelivers what was acked in that last moment too.
 - Every delivery is appended to the group's *tries log* (a topic with the same partitions,
   records ``{"o": offset, "n": attempt}``) before it is handed out. The log's own committed
   offset (a consumer group of its own) moves with the committed offset of the events, so
@@ -33,6 +36,7 @@ from aiokafka.errors import (
     CommitFailedError,
     IllegalGenerationError,
     IllegalStateError,
+    KafkaError,
     RebalanceInProgressError,
     UnknownMemberIdError,
 )
@@ -47,6 +51,8 @@ log = logging.getLogger(__name__)
 # stops fetching from it: bounds what an event stuck at the head of a partition holds up.
 WINDOW = 1_000
 FETCH_SLICE_S = 0.1  # a blocked read looks for expired events at least this often
+# Acks of this long are committed in one request (a round trip per ack capped the rate).
+COMMIT_DELAY_S = 0.01
 # A commit that failed because the partition moved: its new owner delivers again.
 MOVED = (CommitFailedError, IllegalGenerationError, IllegalStateError,
          RebalanceInProgressError, UnknownMemberIdError)
@@ -101,7 +107,7 @@ class GroupMember(ConsumerRebalanceListener):  # type: ignore[misc]
     def __init__(
         self, topic: str, group: str, *, data: str, tries: str, group_id: str,
         producer: AIOKafkaProducer, ack_timeout_s: float, bury: Bury,
-        options: dict[str, Any], member: dict[str, Any],
+        options: dict[str, Any], member: dict[str, Any], fetch_wait_ms: int,
     ) -> None:
         self.topic, self.group = topic, group
         self._data, self._tries_topic = data, tries
@@ -111,8 +117,11 @@ class GroupMember(ConsumerRebalanceListener):  # type: ignore[misc]
         self._consumer = AIOKafkaConsumer(
             group_id=group_id, enable_auto_commit=False, auto_offset_reset="earliest",
             **options, **member)
+        # Read only while taking partitions over, when every fetch held by the broker
+        # (Tansu holds each one for the whole wait) delays the partitions' first events.
         self._log = AIOKafkaConsumer(group_id=f"{group_id}.tries", enable_auto_commit=False,
-                                     auto_offset_reset="earliest", **options)
+                                     auto_offset_reset="earliest",
+                                     fetch_max_wait_ms=fetch_wait_ms, **options)
         # Per partition of the topic; one entry per partition ever assigned here.
         self._parts: dict[int, _Partition] = {}
         # Handed out and not acked, by (partition, offset); at most the window per partition.
@@ -121,6 +130,7 @@ class GroupMember(ConsumerRebalanceListener):  # type: ignore[misc]
         self._fetching = asyncio.Lock()
         self._committing = asyncio.Lock()
         self._changes = self._committed_changes = 0
+        self._committer: asyncio.Task[None] | None = None  # commits what acks leave behind
         self._joined = asyncio.Event()
         self._paused: set[TopicPartition] = set()
 
@@ -133,6 +143,9 @@ class GroupMember(ConsumerRebalanceListener):  # type: ignore[misc]
         self._consumer.subscribe([self._data], listener=self)
 
     async def close(self) -> None:
+        if self._committer is not None:
+            self._committer.cancel()
+            await asyncio.wait([self._committer])
         with contextlib.suppress(Exception):
             await self._commit()
         await self._consumer.stop()  # leaves the group: its partitions move at once
@@ -152,6 +165,7 @@ class GroupMember(ConsumerRebalanceListener):  # type: ignore[misc]
         self._paused -= revoked
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        taken: dict[int, int] = {}  # partition -> committed offset, for those taken over
         for tp in assigned:
             committed = await self._consumer.committed(tp)
             part = self._parts.get(tp.partition)
@@ -164,37 +178,44 @@ class GroupMember(ConsumerRebalanceListener):  # type: ignore[misc]
                 del self._held[key]  # held under an older ownership: read again below
             if committed is None:
                 committed = (await self._consumer.beginning_offsets([tp]))[tp]
-            tries, logged, end = await self._read_tries(tp.partition, committed)
-            self._parts[tp.partition] = _Partition(committed, committed, tries, logged, end,
-                                                   committed)
-            self._consumer.seek(tp, committed)
+            taken[tp.partition] = committed
+        for p, (tries, logged, end) in (await self._read_tries(taken)).items():
+            self._parts[p] = _Partition(taken[p], taken[p], tries, logged, end, taken[p])
+            self._consumer.seek(TopicPartition(self._data, p), taken[p])
         self._joined.set()
 
     async def _read_tries(
-        self, partition: int, frontier: int
-    ) -> tuple[dict[int, int], dict[int, int], int]:
-        """The attempt counts the tries log holds for offsets from ``frontier`` on."""
-        tp = TopicPartition(self._tries_topic, partition)
-        start = await self._log.committed(tp)
-        if start is None:
-            await self._log.seek_to_beginning(tp)
-        else:
-            self._log.seek(tp, start)
-        end = (await self._log.end_offsets([tp]))[tp]
-        tries: dict[int, int] = {}
-        logged: dict[int, int] = {}
-        self._log.resume(tp)
+        self, frontiers: dict[int, int]
+    ) -> dict[int, tuple[dict[int, int], dict[int, int], int]]:
+        """The attempt counts the tries log holds for offsets from each partition's
+        frontier on (with where each is first logged, and the log's end), in one pass over
+        all the partitions."""
+        tps = {p: TopicPartition(self._tries_topic, p) for p in frontiers}
+        for tp in tps.values():
+            start = await self._log.committed(tp)
+            if start is None:
+                await self._log.seek_to_beginning(tp)
+            else:
+                self._log.seek(tp, start)
+        ends = await self._log.end_offsets(list(tps.values())) if tps else {}
+        found: dict[int, tuple[dict[int, int], dict[int, int], int]] = {
+            p: ({}, {}, ends[tp]) for p, tp in tps.items()}
+        behind = [tp for tp in tps.values() if await self._log.position(tp) < ends[tp]]
+        self._log.resume(*behind)
         try:
-            while await self._log.position(tp) < end:
-                for record in (await self._log.getmany(tp, timeout_ms=500)).get(tp, []):
-                    entry = json.loads(record.value)
-                    offset, count = int(entry["o"]), int(entry["n"])
-                    if offset >= frontier:
-                        tries[offset] = max(tries.get(offset, 0), count)
-                        logged.setdefault(offset, record.offset)
+            while behind:
+                for tp, records in (await self._log.getmany(*behind, timeout_ms=500)).items():
+                    tries, logged, _ = found[tp.partition]
+                    for record in records:
+                        entry = json.loads(record.value)
+                        offset, count = int(entry["o"]), int(entry["n"])
+                        if offset >= frontiers[tp.partition]:
+                            tries[offset] = max(tries.get(offset, 0), count)
+                            logged.setdefault(offset, record.offset)
+                behind = [tp for tp in behind if await self._log.position(tp) < ends[tp]]
         finally:
-            self._log.pause(tp)
-        return tries, logged, end
+            self._log.pause(*tps.values())
+        return found
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -320,7 +341,26 @@ class GroupMember(ConsumerRebalanceListener):  # type: ignore[misc]
                 part.frontier += 1
             self._changes += 1
         if part.owned and part.frontier != part.committed:
-            await self._commit()
+            self._commit_soon()
+
+    def _commit_soon(self) -> None:
+        """Commit within ``COMMIT_DELAY_S``, with every ack made meanwhile."""
+        if self._committer is None or self._committer.done():
+            self._committer = asyncio.create_task(self._commit_pending())
+
+    async def _commit_pending(self) -> None:
+        while self._committed_changes < self._changes:
+            await asyncio.sleep(COMMIT_DELAY_S)
+            before = self._committed_changes
+            try:
+                await self._commit()
+            except KafkaError as exc:
+                # The broker is away: the next ack, a rebalance or close commits.
+                log.warning("%s/%s: commit failed: %s: %s", self.topic, self.group,
+                            type(exc).__name__, exc)
+                return
+            if self._committed_changes == before:
+                return  # refused: the partitions moved, their new owner delivers again
 
     async def _commit(self) -> None:
         """Commit every owned partition's frontier (and the tries log's floor), once for
