@@ -4,7 +4,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Protocol
 
-from chunkcast.domain.events import Event
+from chunkcast.domain.events import Event, decode
 
 
 @dataclass(frozen=True)
@@ -18,6 +18,23 @@ class Delivery:
     event: Event
     attempt: int
     consumer: str
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """An event a bus set aside after too many deliveries (Redis and Kafka keep them):
+    ``data`` is the encoded event as it was read."""
+
+    topic: str
+    group: str
+    id: str
+    data: str
+    error: str
+    attempt: int
+
+    @property
+    def event(self) -> Event:
+        return decode(self.data)
 
 
 class SubscriptionLost(Exception):

@@ -45,7 +45,6 @@ import contextlib
 import json
 import logging
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
@@ -56,7 +55,7 @@ from aiokafka.structs import TopicPartition
 
 from chunkcast.config import Settings
 from chunkcast.domain.events import ChunkUploaded, Event, decode, encode
-from chunkcast.ports.bus import Delivery, SubscriptionLost
+from chunkcast.ports.bus import DeadLetter, Delivery, SubscriptionLost
 
 from .kafka_group import GroupMember
 
@@ -82,22 +81,6 @@ STRING_OPTIONS = ("security_protocol", "sasl_mechanism", "sasl_plain_username",
 
 class BrokersUnreachable(ConnectionError):
     """No Kafka broker answered (a readiness failure, or a misconfigured URL)."""
-
-
-@dataclass(frozen=True)
-class DeadLetter:
-    """An event taken out of the flow: ``data`` is the encoded event as it was read."""
-
-    topic: str
-    group: str
-    id: str
-    data: str
-    error: str
-    attempt: int
-
-    @property
-    def event(self) -> Event:
-        return decode(self.data)
 
 
 class _Subscriber:

@@ -37,7 +37,6 @@ import logging
 import math
 import time
 from collections.abc import AsyncIterator, Iterable
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
@@ -51,7 +50,7 @@ from redis.typing import EncodableT, FieldT
 
 from chunkcast.config import Settings
 from chunkcast.domain.events import Event, decode, encode
-from chunkcast.ports.bus import Delivery
+from chunkcast.ports.bus import DeadLetter, Delivery
 
 log = logging.getLogger(__name__)
 
@@ -110,22 +109,6 @@ for _, consumer in ipairs(redis.call('XINFO', 'CONSUMERS', KEYS[1], ARGV[1])) do
 end
 return removed
 """
-
-
-@dataclass(frozen=True)
-class DeadLetter:
-    """An event taken out of the flow: ``data`` is the encoded event as it was read."""
-
-    topic: str
-    group: str
-    id: str
-    data: str
-    error: str
-    attempt: int
-
-    @property
-    def event(self) -> Event:
-        return decode(self.data)
 
 
 class RedisBus:
