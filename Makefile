@@ -54,7 +54,7 @@ up: venv
 	$(BIN)/chunkcast up --port $(PORT) --demo
 
 test: test-venv system-deps $(HLSJS)/node_modules/.installed
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q --durations=25
 
 # In seconds, with no server and no real ffmpeg: the pure units, and the services in-process
 # on the memory bus, a local store and SQLite with a fake prober and encoder.
