@@ -5,6 +5,7 @@ import m3u8
 import pytest
 
 from chunkcast.domain.playlists import (
+    ARRIVAL_MARGIN_S,
     LiveControl,
     PlaylistPart,
     PlaylistSegment,
@@ -53,9 +54,11 @@ def test_a_live_playlist_tells_players_how_to_reach_the_live_edge() -> None:
     assert control.hold_back >= 3 * parsed.target_duration
     assert control.part_hold_back >= 3 * parsed.part_inf.part_target
     assert control.can_skip_until >= 6 * parsed.target_duration
-    # Half a segment (more than the configured 0.334 s): hls.js gives up on a blocking
-    # request after three part targets, and the next part comes a segment later.
+    # A third of the segment and its arrival margin (more than the configured 0.334 s):
+    # the next part comes a segment later, and hls.js gives up on a blocking request after
+    # three part targets; three of them are also the hold-back.
     assert parsed.part_inf.part_target == 0.5
+    assert control.part_hold_back == pytest.approx(1.5)
     assert parsed.media_sequence == 1
 
 
@@ -104,7 +107,7 @@ def test_the_part_hold_back_covers_a_whole_segment() -> None:
     back less than a segment would run dry before the next one."""
     text = render([seg(m, 2.0) for m in range(1, 5)])
     parsed = m3u8.loads(text)
-    assert parsed.server_control.part_hold_back >= 2.0 + 0.5
+    assert parsed.server_control.part_hold_back >= 2.0 + ARRIVAL_MARGIN_S
     assert parsed.target_duration == 2
 
 

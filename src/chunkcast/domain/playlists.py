@@ -49,13 +49,19 @@ class LiveControl:
     skip: bool = False
 
 
+# How late a segment may arrive after the one before it plus its own length (the jitter of
+# cutting, uploading and transcoding its chunk) with a player at PART-HOLD-BACK still playing.
+ARRIVAL_MARGIN_S = 0.5
+
+
 def part_target(configured: float, segment_seconds: float) -> float:
-    """The longest a part of a live segment may be (PART-TARGET): the configured length, or
-    half the segment when that is longer. A segment's parts are published together, when its
-    chunk is transcoded, so a player asking for the next part waits about a whole segment;
-    hls.js gives up on a blocking request after three part targets (or 0.8 target durations),
-    which must leave room for the segment and the jitter of transcoding."""
-    return round(max(configured, segment_seconds / 2), 3)
+    """The longest a part of a live segment may be (PART-TARGET): the configured length, or a
+    third of the segment plus :data:`ARRIVAL_MARGIN_S` when that is longer. A segment's parts
+    are published together, when its chunk is transcoded, so a player asking for the next
+    part waits about a whole segment, and one PART-HOLD-BACK (three part targets) behind the
+    newest part must still have media when the next segment arrives; hls.js also gives up on
+    a blocking request after three part targets (or 0.8 target durations)."""
+    return math.ceil(max(configured, (segment_seconds + ARRIVAL_MARGIN_S) / 3) * 1000) / 1000
 
 
 def _target_duration(segments: Sequence[PlaylistSegment], floor: float | None) -> int:
@@ -72,15 +78,11 @@ def _seconds(value: float) -> str:
     return f"{value:.3f}".rstrip("0").rstrip(".")
 
 
-def hold_backs(target: int, part_target: float | None, longest: float) -> tuple[float, float]:
-    """HOLD-BACK and PART-HOLD-BACK of a live playlist. HOLD-BACK is the RFC's minimum, three
-    target durations. PART-HOLD-BACK is at least three part targets (the RFC asks for two
-    and recommends three), and since a segment's parts are published together, when its
-    chunk is transcoded, also a whole segment plus half a second: a player that far behind
-    the newest part still has media when the next segment arrives, through the jitter of
-    transcoding."""
-    parts = 3 * part_target if part_target else 0.0
-    return 3.0 * target, round(max(parts, longest + 0.5), 3)
+def hold_backs(target: int, part_target: float | None) -> tuple[float, float]:
+    """HOLD-BACK and PART-HOLD-BACK of a live playlist: the RFC's minimum of three target
+    durations, and three part targets (the RFC asks for at least two and recommends three;
+    :func:`part_target` makes three of them a whole segment and a margin)."""
+    return 3.0 * target, round(3 * part_target, 3) if part_target else 0.0
 
 
 def skippable(segments: Sequence[PlaylistSegment], target: int) -> int:
@@ -167,8 +169,7 @@ def render_media(
         longest = max((s.duration for s in segments), default=float(target))
         part_seconds = max([part_target(live.part_target, longest)]
                            + [p.duration for s in segments for p in s.parts])
-        hold_back, part_hold_back = hold_backs(target, part_seconds if has_parts else None,
-                                               longest)
+        hold_back, part_hold_back = hold_backs(target, part_seconds if has_parts else None)
         control = (f"#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,"
                    f"CAN-SKIP-UNTIL={_seconds(6.0 * target)},HOLD-BACK={_seconds(hold_back)}")
         if has_parts:
