@@ -23,6 +23,7 @@ bench/results/hls_latency-*.json.
 
 import argparse
 import contextlib
+import math
 import os
 import signal
 import subprocess
@@ -107,7 +108,17 @@ def watch_hlsjs(page: Page, site: str, base: str, stream_id: str, low_latency: b
     page.wait_for_timeout((args.settle + args.seconds) * 1000)
     stalls = playback.stalls(started)
     requests = playback.media_playlist_requests()
+    # Where the time goes: hls.js's own latency is how far it plays behind the live edge it
+    # estimates (the target is PART-HOLD-BACK or HOLD-BACK); glass-to-glass less that is how
+    # far that edge is behind capture (cutting, uploading and transcoding a chunk).
+    settled = [x for x in playback.samples(started + args.settle * 1000)
+               if x["glass"] is not None]
+    behind_edge = median([x["latency"] for x in settled]) if settled else math.nan
     return {"glass": playback.glass_to_glass(started + args.settle * 1000),
+            "behind_edge": behind_edge,
+            "edge_behind_capture": (median([x["glass"] for x in settled]) - behind_edge
+                                    if settled else math.nan),
+            "target": median([x["target"] or 0.0 for x in settled]) if settled else math.nan,
             "stalls": len(stalls["waiting"]), "errors": [e["details"] for e in stalls["errors"]],
             "blocking_reloads": sum("_HLS_msn=" in url for url in requests),
             "playlist_requests": len(requests)}
@@ -133,8 +144,11 @@ def measure(browser: Browser, site: str, server: Server, base: str, stream_id: s
             runs[name].append({**{k: v for k, v in seen.items() if k != "glass"}, **figures,
                                "samples": len(seen["glass"])})
             errors = Counter(seen["errors"])
+            where = (f"  (edge {seen['edge_behind_capture']:.2f} s behind capture, player "
+                     f"{seen['behind_edge']:.2f} s behind it, target {seen['target']:.2f} s)"
+                     if "behind_edge" in seen else "")
             print(f"  run {run + 1} {name:9} p50 {figures['p50']:.2f} s  p95 "
-                  f"{figures['p95']:.2f} s  stalls {seen['stalls']}"
+                  f"{figures['p95']:.2f} s  stalls {seen['stalls']}{where}"
                   + "".join(f"  {detail} x{n}" for detail, n in errors.items()), flush=True)
     return runs
 

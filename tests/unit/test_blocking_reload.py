@@ -148,3 +148,39 @@ async def test_reports_name_the_other_rendition_where_it_stands(
     hint = answered.preload_hint
     assert hint.hint_type == "PART" and hint.uri.endswith("/240p/00000003.m4s")
     assert hint.byterange_start == 0
+
+
+async def test_a_playlist_without_directives_is_never_older_than_a_quarter_second(
+        repo: SqlVideoRepository, playback: Playback) -> None:
+    """A player starts from the newest segment of the first playlist it gets as if it had
+    just arrived: a stale one would keep it that much further behind for good."""
+    clock = Clock()
+    feed = LiveFeed(repo, "http://cdn", gap_timeout_s=5, clock=clock)
+    video_id = await add_video(repo)
+    await publish(feed, repo, video_id, range(3))
+    clock.now += playback_module.FRESH_S  # just fresh enough: answered at once
+    assert last_msn(await asyncio.wait_for(ask(playback, feed, video_id, None), 0.5)) == 3
+    clock.now += 0.5  # the newest segment is 0.75 s old: the next one is waited for
+    waiting = asyncio.create_task(ask(playback, feed, video_id, None))
+    await asyncio.sleep(0.05)
+    assert not waiting.done()
+    await publish(feed, repo, video_id, [3])
+    assert last_msn(await asyncio.wait_for(waiting, 1)) == 4
+    # DVR playlists (the whole stream so far) are not held.
+    clock.now += 0.5
+    dvr = await asyncio.wait_for(playback.serve_media(video_id, "240p", dvr=True, live=feed),
+                                 0.5)
+    assert last_msn(m3u8.loads(dvr.text)) == 4
+
+
+async def test_a_stale_playlist_is_answered_as_it_is_when_nothing_comes(
+        repo: SqlVideoRepository, playback: Playback) -> None:
+    clock = Clock()
+    feed = LiveFeed(repo, "http://cdn", gap_timeout_s=5, clock=clock)
+    video_id = await add_video(repo)
+    await publish(feed, repo, video_id, range(3))
+    clock.now += 10
+    started = asyncio.get_running_loop().time()
+    assert last_msn(await asyncio.wait_for(ask(playback, feed, video_id, None), 3)) == 3
+    # A target duration and a half (1 s segments), not the three of a blocking request.
+    assert 1.4 < asyncio.get_running_loop().time() - started < 2.5

@@ -96,6 +96,9 @@ class LiveFeed:
         # first did. Eviction: when their viewers message goes out (at most one per
         # VIEWERS_INTERVAL_S), or with the video's last channel.
         self._recount: dict[str, float] = {}
+        # When each channel took its newest live segment: (its version then, clock). Eviction:
+        # with the channel.
+        self._arrived: dict[Key, tuple[int, float]] = {}
 
     # -- viewers ---------------------------------------------------------------------------
 
@@ -143,7 +146,10 @@ class LiveFeed:
         channel = self._channels.get((video_id, rendition))
         if channel is None or not channel.loaded.is_set():
             return None
-        return Recent(channel.first_seq, channel.segments(), channel.version)
+        arrived = self._arrived.get((video_id, rendition))
+        age = self._clock() - arrived[1] if arrived is not None and \
+            arrived[0] == channel.version else None
+        return Recent(channel.first_seq, channel.segments(), channel.version, age)
 
     def renditions(self, video_id: str) -> list[str]:
         """The renditions of ``video_id`` this process holds channels of."""
@@ -322,6 +328,7 @@ class LiveFeed:
         if self._channels.get(key) is not channel:
             return
         del self._channels[key]
+        self._arrived.pop(key, None)
         self._idle.pop(key, None)
         self._waiting.discard(channel)
         state = self._videos[channel.video_id]
@@ -359,8 +366,10 @@ class LiveFeed:
                 return
         segment = Segment(event.video_id, event.rendition, event.seq, event.key,
                           event.pts_start, event.duration, event.captured_at, event.parts)
-        if channel.hold(segment, self._clock(), event.ready_at) and channel.loaded.is_set():
+        now = self._clock()
+        if channel.hold(segment, now, event.ready_at) and channel.loaded.is_set():
             channel.flush()
+            self._arrived[(event.video_id, event.rendition)] = (channel.version, now)
             self._touch(channel)
 
     async def _follow(self, video_id: str, rendition: str) -> Channel | None:

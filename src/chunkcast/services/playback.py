@@ -34,6 +34,9 @@ LAST_GOOD_BYTES = 64 * 1024**2  # and at most this much text in all
 MSN_OFFSET = 1
 BLOCK_TARGETS = 3  # a blocking request waits at most this many target durations
 AHEAD_MSN = 2  # a blocking request further ahead than this is refused (RFC 8216bis 6.2.5.2)
+# A live playlist asked for without directives is answered at once when its newest segment
+# arrived at most this long ago, else when the next one does (see Playback.serve_media).
+FRESH_S = 0.25
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,7 @@ class Recent:
     first: int
     segments: Sequence[Segment]
     version: int = 0  # changes with each item the channel takes (see LiveWindow.changed)
+    age_s: float | None = None  # since the newest item arrived (None: not known)
 
 
 @dataclass(frozen=True)
@@ -224,6 +228,7 @@ class _View:
     last: Segment | None = None  # the newest segment listed (a live playlist's)
     version: int = 0
     target: float = 1.0
+    age_s: float | None = None  # since the newest segment listed arrived (live, from memory)
 
 
 def _satisfies(last: Segment, block: Blocking) -> bool:
@@ -395,7 +400,8 @@ class Playback:
         longest = max(s.duration for s in segments)
         return _View(text, growing, segments[-1] if growing else None,
                      recent.version if recent is not None else 0,
-                     max(1.0, float(round(longest))))
+                     max(1.0, float(round(longest))),
+                     recent.age_s if recent is not None and not dvr else None)
 
     async def _blocking(self, video_id: str, rendition: str, block: Blocking, *, dvr: bool,
                         token: Token, live: LiveWindow, skip: bool) -> _View:
@@ -417,6 +423,19 @@ class Playback:
                 raise NotYet(f"segment {block.msn} part {block.part} is not available yet")
             await live.changed(video_id, rendition, view.version, deadline - now)
 
+    async def _next(self, video_id: str, rendition: str, view: _View, *, token: Token,
+                    live: LiveWindow, skip: bool) -> _View:
+        """The live playlist once its next segment arrives (at most a target duration and a
+        half later; else ``view``). A player takes the newest segment of the playlist it
+        starts from as the live edge of that moment, and stays as far behind it as it was
+        told to (hold-back) plus how old that segment already was: up to a whole segment
+        more, for good (hls.js does not catch up by default). Players without blocking
+        reload, which poll, are answered when there is something new to them."""
+        await live.changed(video_id, rendition, view.version, 1.5 * view.target)
+        later = await self._view(video_id, rendition, dvr=False, token=token, live=live,
+                                 skip=skip)
+        return later if later.version != view.version else view
+
     async def serve_master(self, video_id: str, token: Token = (None, None)) -> Playlist:
         """:meth:`master`, or while a dependency is down its last good answer."""
         async def fresh() -> Playlist:
@@ -435,6 +454,9 @@ class Playback:
             else:
                 view = await self._view(video_id, rendition, dvr=dvr, token=token, live=live,
                                         skip=skip)
+                if live is not None and view.age_s is not None and view.age_s > FRESH_S:
+                    view = await self._next(video_id, rendition, view, token=token, live=live,
+                                            skip=skip)
             return Playlist(view.text, view.growing)
         # A delta update is kept apart: it must never stand in for a whole playlist.
         return await self._serve((video_id, f"{rendition}/skip" if skip else rendition, dvr,
