@@ -28,6 +28,7 @@ from chunkcast.ports.repository import VideoRepository
 from chunkcast.ports.storage import ObjectStore
 from chunkcast.services.audience import Audience
 from chunkcast.services.ingest import Splitter
+from chunkcast.services.ingest_stats import IngestReporter, IngestStats, follow_publishers
 from chunkcast.services.lifecycle import Lifecycle
 from chunkcast.services.live import WINDOW_SEGMENTS, LiveFeed
 from chunkcast.services.operations import Operations
@@ -117,6 +118,8 @@ class Platform:
         self.process_name = f"{socket.gethostname()}-{os.getpid()}"
         # The viewers of the other API processes, from their reports.
         self.audience = Audience(self.process_name)
+        # The publishers of every ingest process (this one's too), from their reports.
+        self.ingest_stats = IngestStats()
         # The API process's live feed (channels and viewers); only API processes run it.
         self.feed = LiveFeed(self.repo, s.media_base_url,
                              gap_timeout_s=s.live_gap_timeout_seconds,
@@ -139,6 +142,11 @@ class Platform:
         for group in self.settings.groups:
             for topic in events.CHUNK_TOPICS:
                 await self.bus.ensure_group(topic, group)
+
+    async def follow_ingest(self) -> None:
+        """Until cancelled (every API process): keep :attr:`ingest_stats` from the ingest
+        processes' reports."""
+        await follow_publishers(self.bus, self.ingest_stats)
 
     async def close(self) -> None:
         await self.bus.close()
@@ -178,15 +186,16 @@ class Platform:
 
     def ingest_role(self) -> "IngestRole":
         """The RTMP and SRT ingest on this platform's services (``chunkcast ingest``, and
-        inside ``up``)."""
+        inside ``up``), reporting its publishers on the platform's bus."""
         from chunkcast.ingest.registry import Ingest, IngestConfig
-        from chunkcast.ingest.role import IngestRole, Listen
+        from chunkcast.ingest.role import IngestRole, Listen, Reporting
 
         s = self.settings
         ingest = Ingest(self.streams, self.metrics, IngestConfig(
             ffmpeg_path(s.ffmpeg), chunk_seconds=s.ingest_chunk_seconds,
             retry_s=s.live_retry_seconds, max_publishers=s.ingest_max_publishers))
-        return IngestRole(ingest, Listen(s.ingest_host, s.rtmp_port, s.srt_port))
+        return IngestRole(ingest, Listen(s.ingest_host, s.rtmp_port, s.srt_port),
+                          Reporting(self.bus, IngestReporter(self.process_name)))
 
     def _consumer(self, topic: str, group: str, name: str, handlers: dict[type[Event], Any],
                   give_up: GiveUp, *, concurrency: int) -> Consumer:

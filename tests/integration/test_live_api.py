@@ -122,7 +122,7 @@ def test_a_stream_reports_its_status_viewers_and_last_chunk(live_server: Server,
     stream = create_stream(live_server)
     url = f"{live_server.url}/api/v1/streams/{stream['id']}"
     assert httpx.get(url).json() == {"id": stream["id"], "title": "live test", "status": "idle",
-                                     "viewers": 0, "last_chunk_at": None}
+                                     "viewers": 0, "last_chunk_at": None, "ingest": None}
     sent = datetime.now(UTC)
     assert push_chunk(live_server, stream, 0, chunks[0].read_bytes()).status_code == 202
     live = httpx.get(url).json()

@@ -246,7 +246,7 @@ def test_a_private_stream_s_status_is_given_to_the_admin_and_link_holders_only(
     expired = httpx.get(f"{url}?{link(platform, sid, int(time.time()) - 5)}")
     assert expired.status_code == 410
     wanted = {"id": sid, "title": "the board meeting", "status": "idle", "viewers": 0,
-              "last_chunk_at": None}
+              "last_chunk_at": None, "ingest": None}
     with admin(platform) as client:
         assert client.get(url).json() == wanted
     assert httpx.get(f"{url}?{link(platform, sid, int(time.time()) + 120)}").json() == wanted

@@ -10,6 +10,7 @@ from chunkcast.domain.events import (
     AudienceReported,
     ChunkUploaded,
     Event,
+    IngestReported,
     SegmentReady,
     SourceUploaded,
     VideoPrivacyChanged,
@@ -35,6 +36,11 @@ EXAMPLES: list[Event] = [
     VideoPrivacyChanged(VID, True),
     AudienceReported("api-host-4242", {VID: 12, "bcdefghijklmnopq": 1}, "2024-05-01T12:00:00.000Z"),
     AudienceReported("api-host-4242", {}, "2024-05-01T12:00:03.000Z", 0.5, leaving=True),
+    IngestReported("ingest-host-77", {VID: {
+        "protocol": "rtmp", "bitrate_kbps": 4500.2, "keyframe_interval_s": 2.0,
+        "keyframe_warning": None, "chunks_cut": 31, "chunks_skipped": 0,
+        "connected_at": "2024-05-01T11:59:30.000Z"}}, "2024-05-01T12:00:00.000Z"),
+    IngestReported("ingest-host-77", {}, "2024-05-01T12:00:03.000Z", leaving=True),
 ]
 
 

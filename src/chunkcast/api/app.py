@@ -49,6 +49,7 @@ def create_app(platform: Platform, *, run_workers: bool = False) -> FastAPI:
                                               platform.metrics), name="live-feed")]
         tasks.append(asyncio.create_task(_end_quiet_streams(platform), name="stream-watchdog"))
         tasks.append(asyncio.create_task(platform.relay.run(), name="outbox-relay"))
+        tasks.append(asyncio.create_task(platform.follow_ingest(), name="ingest-reports"))
         try:
             yield
         finally:

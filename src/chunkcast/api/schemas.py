@@ -116,6 +116,28 @@ class VideoPage(BaseModel):
     offset: int
 
 
+class IngestOut(BaseModel):
+    """A stream's publisher (OBS, an encoder) on the RTMP or SRT ingest, as the ingest
+    process it is connected to last reported it (every second)."""
+
+    protocol: Literal["rtmp", "srt"]
+    bitrate_kbps: float = Field(description="bitrate in, over the last few seconds")
+    keyframe_interval_s: float | None = Field(description="measured between keyframes "
+                                              "(RTMP), else the longest recent chunk")
+    keyframe_warning: str | None = Field(description="for people, when keyframes are more "
+                                         "than 2.5 s apart (chunks and the delay grow as "
+                                         "long)")
+    chunks_cut: int = Field(description="chunks cut from the publisher's stream since it "
+                            "connected")
+    chunks_skipped: int = Field(description="of those, chunks that could not be stored "
+                                "(a gap for viewers)")
+    connected_at: datetime | None
+    reported_at: datetime = Field(description="when its ingest process reported it")
+    ingest_process: str = Field(description="the ingest process it is connected to")
+    publishers: int = Field(description="ingest processes reporting a publisher on this "
+                            "stream: more than 1 means several encoders publish to it")
+
+
 class StreamStatus(BaseModel):
     """What a broadcaster's dashboard shows about its stream."""
 
@@ -126,6 +148,9 @@ class StreamStatus(BaseModel):
                          "process that answered, and the others' as last reported (within "
                          "about a second; a process gone silent for 3 s is no longer counted)")
     last_chunk_at: datetime | None = Field(description="when the latest chunk was reported")
+    ingest: IngestOut | None = Field(None, description="its publisher on the RTMP or SRT "
+                                     "ingest, shown with the admin token only; null when it "
+                                     "has none (no ingest process reported one within 3 s)")
 
 
 class ResumePoint(BaseModel):

@@ -21,6 +21,10 @@ VIDEOS = "videos"
 # Each API process's viewer counts, followed by every API process (no group, like
 # ``segments`` and ``videos``): what makes a viewer count the cluster's, not one process's.
 AUDIENCE = "audience"
+# Each ingest process's publishers and their figures, followed by every API process (no
+# group, like ``audience``): what a stream's resource shows of its publisher, whichever
+# ingest process it is connected to.
+INGEST = "ingest"
 
 
 @dataclass(frozen=True)
@@ -99,12 +103,30 @@ class AudienceReported:
     leaving: bool = False
 
 
+@dataclass(frozen=True)
+class IngestReported:
+    """The publishers one ingest process (``process``, unique per process) has, per stream:
+    ``streams`` maps a stream id to its publisher's figures (``protocol``, ``bitrate_kbps``,
+    ``keyframe_interval_s``, ``keyframe_warning``, ``chunks_cut``, ``chunks_skipped``,
+    ``connected_at``: :class:`~chunkcast.services.ingest_stats.PublisherStats`). Like
+    :class:`AudienceReported`: the whole table each time, sent every ``every_s`` seconds
+    while it has publishers and once more when it has none left; a process not heard from
+    for a few intervals is taken to be gone, ``leaving`` says so at once."""
+
+    type: ClassVar[str] = "ingest.reported"
+    process: str
+    streams: dict[str, dict[str, Any]]
+    at: str
+    every_s: float = 1.0
+    leaving: bool = False
+
+
 Event = (SourceUploaded | ChunkUploaded | SegmentReady | VideoStatusChanged
-         | VideoPrivacyChanged | AudienceReported)
+         | VideoPrivacyChanged | AudienceReported | IngestReported)
 
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.type: cls for cls in (SourceUploaded, ChunkUploaded, SegmentReady, VideoStatusChanged,
-                              VideoPrivacyChanged, AudienceReported)
+                              VideoPrivacyChanged, AudienceReported, IngestReported)
 }
 
 
@@ -133,4 +155,5 @@ TOPIC_EVENTS: dict[str, tuple[type[Event], ...]] = {
     SEGMENTS: (SegmentReady,),
     VIDEOS: (VideoStatusChanged, VideoPrivacyChanged),
     AUDIENCE: (AudienceReported,),
+    INGEST: (IngestReported,),
 }

@@ -8,10 +8,12 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
-from chunkcast.domain.clock import iso_from_epoch
+from chunkcast.domain.clock import iso_from_epoch, iso_now
 from chunkcast.domain.errors import ChunkcastError, InvalidInput, TooLarge, Unavailable
 from chunkcast.ingest.cutter import ChunkCutter, CutChunk, CutterFailed
+from chunkcast.ingest.urls import KEYFRAME_ADVICE
 from chunkcast.metrics import Metrics
+from chunkcast.services.ingest_stats import PublisherStats
 from chunkcast.services.outages import failed_dependency
 from chunkcast.services.streams import Streams
 
@@ -34,14 +36,17 @@ class Refused(Exception):
 
 @dataclass
 class PublisherFigures:
-    """What the dashboard and /metrics show of a live publisher."""
+    """What the dashboard (through the ``ingest`` reports: :meth:`stats`) and /metrics show
+    of a live publisher."""
 
     protocol: str
     peer: str
     video_id: str
     bytes_in: int = 0
+    chunks_cut: int = 0
     chunks_stored: int = 0
     chunks_skipped: int = 0
+    connected_at: str = field(default_factory=iso_now)
     keyframe_interval_s: float | None = None  # measured (RTMP), else the longest recent chunk
     recent: deque[tuple[float, int]] = field(default_factory=lambda: deque(maxlen=64))
 
@@ -60,6 +65,23 @@ class PublisherFigures:
     @property
     def keyframes_too_far(self) -> bool:
         return (self.keyframe_interval_s or 0.0) > KEYFRAME_WARN_S
+
+    @property
+    def keyframe_warning(self) -> str | None:
+        """For people, when keyframes are too far apart (None when they are not)."""
+        if not self.keyframes_too_far:
+            return None
+        return (f"keyframes arrive {self.keyframe_interval_s:.1f} s apart (more than "
+                f"{KEYFRAME_WARN_S} s), so chunks and the delay grow as long: "
+                f"{KEYFRAME_ADVICE}")
+
+    def stats(self) -> PublisherStats:
+        """What this ingest process reports of the publisher to the API processes."""
+        return PublisherStats(
+            protocol=self.protocol, bitrate_kbps=round(self.bitrate_bps / 1000, 1),
+            keyframe_interval_s=self.keyframe_interval_s,
+            keyframe_warning=self.keyframe_warning, chunks_cut=self.chunks_cut,
+            chunks_skipped=self.chunks_skipped, connected_at=self.connected_at)
 
 
 class Publication:
@@ -124,6 +146,7 @@ class Publication:
         try:
             async for chunk in self._cutter.chunks():
                 seq, self._next_seq = self._next_seq, self._next_seq + 1
+                self.figures.chunks_cut += 1
                 await slots.acquire()
                 task = asyncio.create_task(deliver(seq, chunk))
                 running.add(task)

@@ -14,6 +14,7 @@ from chunkcast.ingest.cutter import ChunkCutter, cutter_argv
 from chunkcast.ingest.publication import Publication, PublisherFigures, Refused
 from chunkcast.media.argv import TIMELINE_OFFSET_S
 from chunkcast.metrics import Metrics
+from chunkcast.services.ingest_stats import PublisherStats
 from chunkcast.services.outages import failed_dependency
 from chunkcast.services.streams import Streams, stream_of_key
 
@@ -47,6 +48,10 @@ class Ingest:
     def figures(self) -> list[PublisherFigures]:
         """The live publishers' figures."""
         return [p.figures for p in self._live.values() if p is not None]
+
+    def stats(self) -> dict[str, PublisherStats]:
+        """What this process reports of its live publishers, by stream id."""
+        return {p.video_id: p.figures.stats() for p in self._live.values() if p is not None}
 
     async def open(self, protocol: str, stream_key: str, peer: str, container: str
                    ) -> Publication:

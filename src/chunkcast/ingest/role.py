@@ -1,6 +1,7 @@
 """The ingest role: the RTMP and SRT front-ends of one process, until it is stopped. Run by
 ``chunkcast ingest`` and inside ``chunkcast up``; stateless apart from its connections, so
-any number run side by side behind a TCP balancer."""
+any number run side by side behind a TCP balancer. Its publishers' figures go to the API
+processes on the bus (:mod:`chunkcast.services.ingest_stats`)."""
 
 import asyncio
 import contextlib
@@ -9,6 +10,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from chunkcast.ingest.registry import Ingest
+from chunkcast.ports.bus import EventBus
+from chunkcast.services.ingest_stats import IngestReporter, leave, report_publishers
 
 log = logging.getLogger(__name__)
 
@@ -20,13 +23,24 @@ class Listen:
     srt_port: int  # 0: off
 
 
-class IngestRole:
-    """Listens while it runs; on :meth:`stop` it stops accepting and lets every publication
-    close and deliver its last chunk."""
+@dataclass(frozen=True)
+class Reporting:
+    """Where the role reports its publishers (the platform's bus), and as which process."""
 
-    def __init__(self, ingest: Ingest, listen: Listen) -> None:
+    bus: EventBus
+    reporter: IngestReporter
+
+
+class IngestRole:
+    """Listens while it runs, reporting its publishers' figures every second (with
+    ``reporting``); on :meth:`stop` it stops accepting and lets every publication close and
+    deliver its last chunk, then says it is leaving."""
+
+    def __init__(self, ingest: Ingest, listen: Listen, reporting: Reporting | None = None
+                 ) -> None:
         self._ingest = ingest
         self._listen = listen
+        self._reporting = reporting
         self._stop = asyncio.Event()
         self.listening: dict[str, int] = {}  # protocol -> bound port, once listening
 
@@ -35,6 +49,11 @@ class IngestRole:
 
     async def run(self) -> None:
         closers: list[Callable[[], Awaitable[None]]] = []
+        reports = None
+        if self._reporting is not None:
+            reports = asyncio.create_task(report_publishers(
+                self._reporting.bus, self._reporting.reporter, self._ingest.stats),
+                name="ingest-reports")
         try:
             if self._listen.rtmp_port:
                 closers += await self._start("rtmp", self._start_rtmp)
@@ -45,7 +64,13 @@ class IngestRole:
             for close in closers:
                 with contextlib.suppress(Exception):
                     await close()
-            await self._ingest.stop()
+            try:
+                await self._ingest.stop()  # reported meanwhile: the last chunks go out
+            finally:
+                if reports is not None and self._reporting is not None:
+                    reports.cancel()
+                    await asyncio.gather(reports, return_exceptions=True)
+                    await leave(self._reporting.bus, self._reporting.reporter)
 
     async def _start(self, protocol: str,
                      start: Callable[[], Awaitable[tuple[int, Callable[[], Awaitable[None]]]]]

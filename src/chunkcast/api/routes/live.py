@@ -2,7 +2,7 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Path, Request
+from fastapi import APIRouter, Depends, Header, Path, Request
 from pydantic import BaseModel, Field
 
 from chunkcast.api.deps import (
@@ -12,12 +12,14 @@ from chunkcast.api.deps import (
     StreamsDep,
     TokenDep,
     VideosDep,
+    get_platform,
     is_admin,
     require_admin,
 )
 from chunkcast.api.routes.videos import video_out
 from chunkcast.api.schemas import (
     ErrorOut,
+    IngestOut,
     Playback,
     RequestBody,
     ResumePoint,
@@ -27,10 +29,17 @@ from chunkcast.api.schemas import (
 )
 from chunkcast.domain.errors import ChunkcastError, Expired, NotFound
 from chunkcast.domain.videos import VideoStatus
+from chunkcast.services.ingest_stats import IngestStats
 from chunkcast.services.streams import MAX_CHUNK_SECONDS
+
+
+def get_ingest_stats(request: Request) -> IngestStats:
+    return get_platform(request).ingest_stats
+
 
 router = APIRouter(tags=["live"])
 StreamKey = Annotated[str | None, Header(alias="X-Stream-Key")]
+IngestStatsDep = Annotated[IngestStats, Depends(get_ingest_stats)]
 
 
 class CreateStream(RequestBody):
@@ -73,20 +82,28 @@ async def create_stream(body: CreateStream, streams: StreamsDep, videos: VideosD
 
 @router.get("/api/v1/streams/{video_id}")
 async def stream_status(video_id: str, request: Request, streams: StreamsDep,
-                        playback: PlaybackDep, feed: FeedDep, token: TokenDep) -> StreamStatus:
-    """Status, viewers (on every API process) and last chunk time of a stream: what its
-    dashboard polls. A private stream's only for the admin or with a valid signed link
-    (``e``, ``st``); to anyone else it is unknown."""
+                        playback: PlaybackDep, feed: FeedDep, ingest_stats: IngestStatsDep,
+                        token: TokenDep) -> StreamStatus:
+    """Status, viewers (on every API process) and last chunk time of a stream, and with the
+    admin token its publisher on the RTMP or SRT ingest (whichever ingest process it is
+    connected to): what its dashboard polls. A private stream's only for the admin or with a
+    valid signed link (``e``, ``st``); to anyone else it is unknown."""
+    admin = is_admin(request)
     video = await streams.get(video_id)
-    if video.private and not is_admin(request):
+    if video.private and not admin:
         try:
             playback.signer.check(video.id, token)
         except Expired:
             raise  # only a genuine link can have expired: it says nothing new
         except ChunkcastError:
             raise NotFound("no such stream") from None
+    seen = ingest_stats.of(video.id) if admin else None
+    ingest = None if seen is None else IngestOut.model_validate({
+        **seen.stats.wire(), "reported_at": seen.reported_at, "ingest_process": seen.process,
+        "publishers": seen.publishers})
     return StreamStatus(id=video.id, title=video.title, status=video.status.value,
-                        viewers=feed.viewers(video.id), last_chunk_at=video.last_chunk_at)
+                        viewers=feed.viewers(video.id), last_chunk_at=video.last_chunk_at,
+                        ingest=ingest)
 
 
 @router.post("/api/v1/streams/{video_id}/key", dependencies=[AdminDep])

@@ -1,7 +1,7 @@
 // A stream's dashboard: its key, the commands that broadcast to it, and its live status.
 
 import {
-  ago, api, ApiError, clearError, copyText, installTokenForm, shellQuote, showError,
+  adminToken, ago, api, ApiError, clearError, copyText, installTokenForm, shellQuote, showError,
 } from "./api.js";
 import { recallKey, rememberKey } from "./stream_keys.js";
 
@@ -142,31 +142,22 @@ function showStatus(stream) {
   endButton.disabled = FINISHED.has(stream.status);
 }
 
-// The publisher's figures, from this process's /metrics: there when the ingest runs inside
-// it (`chunkcast up`); a separate ingest process serves its own (`--metrics-port`).
-const KEYFRAME_WARN_S = 2.5;
-
-function metricOf(text, name) {
-  const prefix = `${name}{stream="${streamId}"} `;
-  const line = text.split("\n").find((l) => l.startsWith(prefix));
-  return line === undefined ? null : Number(line.slice(prefix.length));
-}
-
-async function pollIngest() {
-  try {
-    const response = await fetch("/metrics");
-    if (!response.ok) return;
-    const text = await response.text();
-    const keyframes = metricOf(text, "chunkcast_ingest_keyframe_interval_seconds");
-    const bitrate = metricOf(text, "chunkcast_ingest_bitrate_bps");
-    $("ingest-figures").hidden = keyframes === null && bitrate === null;
-    $("ingest-protocol").textContent = keyframes === null ? "–" : "connected";
-    $("ingest-bitrate").textContent = bitrate === null ? "–" : `${(bitrate / 1e6).toFixed(2)} Mb/s`;
-    $("ingest-keyframes").textContent = keyframes === null ? "–" : `${keyframes.toFixed(2)} s`;
-    $("keyframe-warning").hidden = !(keyframes > KEYFRAME_WARN_S);
-  } catch {
-    // figures are a nicety: the status above is what matters
-  }
+// The publisher's figures: the stream resource has them (with the admin token) whichever
+// ingest process the publisher is connected to, as that process last reported them.
+function showIngest(ingest) {
+  $("ingest-figures").hidden = !ingest;
+  $("keyframe-warning").hidden = !ingest?.keyframe_warning;
+  if (!ingest) return;
+  const others = ingest.publishers > 1
+    ? ` (and ${ingest.publishers - 1} more on other ingest processes)` : "";
+  const since = ingest.connected_at
+    ? `, since ${new Date(ingest.connected_at).toLocaleTimeString()}` : "";
+  $("ingest-protocol").textContent = `${ingest.protocol.toUpperCase()}${since}${others}`;
+  $("ingest-bitrate").textContent = `${(ingest.bitrate_kbps / 1000).toFixed(2)} Mb/s`;
+  $("ingest-keyframes").textContent = ingest.keyframe_interval_s === null ? "–"
+    : `${ingest.keyframe_interval_s.toFixed(2)} s`;
+  $("ingest-chunks").textContent = ingest.chunks_skipped
+    ? `${ingest.chunks_cut} (${ingest.chunks_skipped} skipped)` : String(ingest.chunks_cut);
 }
 
 let pollProblem = ""; // shown once, not at every poll (showing a token problem focuses the form)
@@ -174,13 +165,14 @@ let pollProblem = ""; // shown once, not at every poll (showing a token problem 
 async function poll() {
   let finished = false;
   try {
-    const stream = await api(`/api/v1/streams/${streamId}`, { admin: isPrivate });
+    // The publisher's figures come with the admin token (a public stream's status without).
+    const stream = await api(`/api/v1/streams/${streamId}`,
+      { admin: isPrivate || Boolean(adminToken()) });
     clearError(statusError);
     pollProblem = "";
     showStatus(stream);
+    showIngest(stream.ingest);
     finished = FINISHED.has(stream.status);
-    if (stream.status === "live") await pollIngest();
-    else $("ingest-figures").hidden = true;
   } catch (error) {
     // To anyone but the admin a private stream is unknown.
     const problem = isPrivate && error instanceof ApiError && error.status === 404
