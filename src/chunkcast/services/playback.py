@@ -37,6 +37,7 @@ AHEAD_MSN = 2  # a blocking request further ahead than this is refused (RFC 8216
 # A live playlist asked for without directives is answered at once when its newest segment
 # arrived at most this long ago, else when the next one does (see Playback.serve_media).
 FRESH_S = 0.25
+FRESH_WAIT_S = 2.0  # ...but never waits longer than this (long segments: a slow start)
 
 
 @dataclass(frozen=True)
@@ -426,12 +427,13 @@ class Playback:
     async def _next(self, video_id: str, rendition: str, view: _View, *, token: Token,
                     live: LiveWindow, skip: bool) -> _View:
         """The live playlist once its next segment arrives (at most a target duration and a
-        half later; else ``view``). A player takes the newest segment of the playlist it
+        half, and FRESH_WAIT_S, later; else ``view``). A player takes the newest segment of the playlist it
         starts from as the live edge of that moment, and stays as far behind it as it was
         told to (hold-back) plus how old that segment already was: up to a whole segment
         more, for good (hls.js does not catch up by default). Players without blocking
         reload, which poll, are answered when there is something new to them."""
-        await live.changed(video_id, rendition, view.version, 1.5 * view.target)
+        await live.changed(video_id, rendition, view.version,
+                           min(1.5 * view.target, FRESH_WAIT_S))
         later = await self._view(video_id, rendition, dvr=False, token=token, live=live,
                                  skip=skip)
         return later if later.version != view.version else view
