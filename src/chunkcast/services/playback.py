@@ -427,10 +427,10 @@ class Playback:
     async def _next(self, video_id: str, rendition: str, view: _View, *, token: Token,
                     live: LiveWindow, skip: bool) -> _View:
         """The live playlist once its next segment arrives (at most a target duration and a
-        half, and FRESH_WAIT_S, later; else ``view``). A player takes the newest segment of the playlist it
-        starts from as the live edge of that moment, and stays as far behind it as it was
-        told to (hold-back) plus how old that segment already was: up to a whole segment
-        more, for good (hls.js does not catch up by default). Players without blocking
+        half, and FRESH_WAIT_S, later; else ``view``). A player takes the newest segment of
+        the playlist it starts from as the live edge of that moment, and stays as far behind
+        it as it was told to (hold-back) plus how old that segment already was: up to a
+        whole segment more, for good (hls.js does not catch up by default). Players without blocking
         reload, which poll, are answered when there is something new to them."""
         await live.changed(video_id, rendition, view.version,
                            min(1.5 * view.target, FRESH_WAIT_S))
