@@ -1,11 +1,13 @@
 """Child processes of ``bench/fanout.py``: the WebSocket load and the raw baseline server.
 
-    python bench/fanout_load.py viewers URL --viewers N [--concurrency C]
+    python bench/fanout_load.py viewers URL --viewers N [--concurrency C] [--source ADDR,...]
     python bench/fanout_load.py raw-server --port P
 
 ``viewers`` opens N ``websockets`` client connections (no compression, no client pings) in
-batches of at most C concurrent handshakes, then follows line commands on stdin and answers
-with one JSON line each on stdout:
+batches of at most C concurrent handshakes, each from one of the ``--source`` loopback
+addresses in turn (127.0.0.2, 127.0.0.3, …: one source address has ~28k ephemeral ports
+towards the server's one port; ``bench/fanout.py`` gives each load process its own), then
+follows line commands on stdin and answers with one JSON line each on stdout:
 
 - at start, unprompted: ``{"type": "connected", "viewers", "failed", "seconds", ...}``
 - ``{"cmd": "expect", "seq": S}`` -> ``{"type": "armed", "seq": S, "open": n}``: from now on
@@ -15,10 +17,14 @@ with one JSON line each on stdout:
 - ``{"cmd": "quit"}`` -> exits at once (the kernel closes the sockets)
 
 Receive times are taken when the frame is parsed in the connection's ``data_received``
-callback (a ``ClientConnection`` subclass), not after a task wake-up per viewer: the client
-side should add as little as possible to what is measured. Delivery time = receive wall
-clock - the send wall clock carried by the message (``sent_at`` seconds since the epoch, or
-chunkcast's ``ready_at``, ISO 8601 with milliseconds).
+callback, not after a task wake-up per viewer: the client side should add as little as
+possible to what is measured. ``--client frames`` (the default) is a bare asyncio protocol
+that does the opening handshake itself and parses the server's (unmasked, unfragmented)
+frames as they come, answering pings and the close (~4 us a message); ``--client
+websockets`` is a ``websockets`` ``ClientConnection`` subclass (~15 us a message, which on a
+small machine makes the load, not the server, what the time until the last viewer measures).
+Delivery time = receive wall clock - the send wall clock carried by the message (``sent_at``
+seconds since the epoch, or chunkcast's ``ready_at``, ISO 8601 with milliseconds).
 
 ``raw-server`` is the baseline: a bare ``websockets`` server (compression off) that keeps
 every connection in a set and, on ``GET /broadcast?seq=S``, sends one segment-like JSON
@@ -28,17 +34,20 @@ answers 200 once it listens. It exits on ``{"cmd": "quit"}`` or at the end of st
 
 import argparse
 import asyncio
+import base64
 import contextlib
 import gc
+import itertools
 import json
 import os
 import resource
+import socket
 import sys
 import time
 from collections.abc import Coroutine
 from datetime import datetime
 from http import HTTPStatus
-from typing import Any
+from typing import Any, Protocol, cast
 from urllib.parse import parse_qs, urlsplit
 
 import websockets
@@ -98,7 +107,7 @@ class Recorder:
         self.target = target
         self.complete.clear()
 
-    def on_text(self, conn: "TimedConnection", data: bytes, now: float) -> None:
+    def on_text(self, conn: "Viewer", data: bytes, now: float) -> None:
         if not conn.greeted:
             conn.greeted = True
             self.greeted += 1
@@ -130,11 +139,113 @@ class Recorder:
 RECORDER: Recorder | None = None
 
 
+class Viewer(Protocol):
+    """A connection as the recorder sees it."""
+
+    greeted: bool
+    last_seq: int
+
+    def is_open(self) -> bool: ...
+
+
+class FramesViewer(asyncio.Protocol):
+    """A viewer on a bare connection (``--client frames``): sends the opening handshake,
+    checks for ``101``, then parses the server's frames in ``data_received``: text ones go to
+    the recorder, pings are answered, a close is answered and the connection closed."""
+
+    __slots__ = ("_buffer", "_opened", "_request", "_state", "_transport", "greeted",
+                 "last_seq")
+
+    def __init__(self, request: bytes, opened: asyncio.Future[bool]) -> None:
+        self._request = request
+        self._opened = opened
+        self._transport: asyncio.Transport | None = None
+        self._buffer = b""
+        self._state = State.CONNECTING
+        self.greeted = False
+        self.last_seq = -1
+
+    def is_open(self) -> bool:
+        return self._state is State.OPEN
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = cast(asyncio.Transport, transport)
+        self._transport.write(self._request)
+        self._request = b""
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._state = State.CLOSED
+        if not self._opened.done():
+            self._opened.set_result(False)
+
+    def data_received(self, data: bytes) -> None:
+        now = time.time()
+        buffer = self._buffer + data if self._buffer else data
+        if self._state is State.CONNECTING:
+            end = buffer.find(b"\r\n\r\n")
+            if end < 0:
+                self._buffer = buffer
+                return
+            if not buffer.startswith(b"HTTP/1.1 101"):
+                self._fail()
+                return
+            self._state = State.OPEN
+            self._opened.set_result(True)
+            buffer = buffer[end + 4:]
+        at, size = 0, len(buffer)
+        while size - at >= 2 and self._state is State.OPEN:
+            head, length = buffer[at], buffer[at + 1] & 0x7F
+            start = at + 2
+            if length >= 126:
+                width = 2 if length == 126 else 8
+                if size - start < width:
+                    break
+                length = int.from_bytes(buffer[start:start + width], "big")
+                start += width
+            if size - start < length:
+                break
+            payload = buffer[start:start + length]
+            at = start + length
+            opcode = head & 0x0F
+            if opcode == Opcode.TEXT and head & 0x80 and RECORDER is not None:
+                RECORDER.on_text(self, payload, now)
+            elif opcode == Opcode.PING:
+                self._send(Opcode.PONG, payload)
+            elif opcode == Opcode.CLOSE:
+                self._send(Opcode.CLOSE, payload[:2])
+                self._fail()
+        self._buffer = buffer[at:]
+
+    def _send(self, opcode: Opcode, payload: bytes) -> None:
+        if self._transport is not None and not self._transport.is_closing():
+            self._transport.write(Frame(opcode, payload).serialize(mask=True))
+
+    def _fail(self) -> None:
+        self._state = State.CLOSED
+        if not self._opened.done():
+            self._opened.set_result(False)
+        if self._transport is not None:
+            self._transport.close()
+
+
+def handshake(url: str) -> bytes:
+    parts = urlsplit(url)
+    key = base64.b64encode(os.urandom(16)).decode()
+    path = parts.path + (f"?{parts.query}" if parts.query else "")
+    return (f"GET {path} HTTP/1.1\r\nHost: {parts.netloc}\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+            f"Sec-WebSocket-Version: 13\r\n\r\n").encode()
+
+
 class TimedConnection(ClientConnection):
-    """A client connection that hands complete text frames straight to the recorder."""
+    """A ``websockets`` client connection (``--client websockets``) that hands complete text
+    frames straight to the recorder."""
 
     greeted = False
     last_seq = -1
+
+    def is_open(self) -> bool:
+        return self.protocol.state is State.OPEN
 
     def process_event(self, event: Event) -> None:
         if (self.response is not None and RECORDER is not None and isinstance(event, Frame)
@@ -144,19 +255,77 @@ class TimedConnection(ClientConnection):
         super().process_event(event)
 
 
+# Linux: bind() to an address with port 0 leaves the port to connect(), which then only needs
+# the 4-tuple to be unique (not in the socket module before Python 3.12).
+IP_BIND_ADDRESS_NO_PORT = getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24)
+
+
+async def tcp_from(source: str | None, url: str, timeout: float) -> socket.socket | None:
+    """A TCP connection to ``url``'s host and port from the address ``source`` (None: the
+    kernel's choice of source); None to let websockets connect by itself."""
+    if source is None:
+        return None
+    parts = urlsplit(url)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)
+        sock.bind((source, 0))
+        sock.setblocking(False)
+        await asyncio.wait_for(asyncio.get_running_loop().sock_connect(
+            sock, (parts.hostname or "127.0.0.1", parts.port or 80)), timeout)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+async def open_frames(url: str, open_timeout: float, source: str | None) -> Viewer | None:
+    """One ``--client frames`` viewer, once its handshake is done; None if it failed."""
+    loop = asyncio.get_running_loop()
+    opened: asyncio.Future[bool] = loop.create_future()
+    viewer = FramesViewer(handshake(url), opened)
+    sock = await tcp_from(source, url, open_timeout)
+    if sock is None:
+        parts = urlsplit(url)
+        await asyncio.wait_for(loop.create_connection(
+            lambda: viewer, parts.hostname or "127.0.0.1", parts.port or 80), open_timeout)
+    else:
+        await loop.create_connection(lambda: viewer, sock=sock)
+    try:
+        ok = await asyncio.wait_for(opened, open_timeout)
+    except TimeoutError:
+        viewer._fail()
+        raise
+    return viewer if ok else None
+
+
+async def open_websockets(url: str, open_timeout: float, source: str | None) -> Viewer:
+    """One ``--client websockets`` viewer."""
+    sock = await tcp_from(source, url, open_timeout)
+    try:
+        conn = await connect(url, create_connection=TimedConnection, compression=None,
+                             open_timeout=open_timeout, ping_interval=None,
+                             ping_timeout=None, close_timeout=1, proxy=None,
+                             user_agent_header=None, max_size=1 << 20, sock=sock)
+    except BaseException:
+        if sock is not None:
+            sock.close()
+        raise
+    assert isinstance(conn, TimedConnection)
+    return conn
+
+
 async def open_viewer(url: str, gate: asyncio.Semaphore, open_timeout: float,
-                      attempts: int = 4) -> TimedConnection | None:
+                      source: str | None = None, client: str = "frames",
+                      attempts: int = 4) -> Viewer | None:
+    opener = open_frames if client == "frames" else open_websockets
     for attempt in range(attempts):
         async with gate:
             try:
-                conn = await connect(url, create_connection=TimedConnection, compression=None,
-                                     open_timeout=open_timeout, ping_interval=None,
-                                     ping_timeout=None, close_timeout=1, proxy=None,
-                                     user_agent_header=None, max_size=1 << 20)
+                conn = await opener(url, open_timeout, source)
             except (OSError, TimeoutError, websockets.InvalidHandshake):
                 conn = None
         if conn is not None:
-            assert isinstance(conn, TimedConnection)
             return conn
         await asyncio.sleep(0.2 * (attempt + 1))
     return None
@@ -170,8 +339,10 @@ async def viewers_main(args: argparse.Namespace) -> None:
         emit({"type": "error", "message": f"open-files limit {limit} < {args.viewers} + 64"})
         return
     gate = asyncio.Semaphore(args.concurrency)
+    sources = itertools.cycle([s for s in (args.source or "").split(",") if s] or [None])
     started = time.perf_counter()
-    opened = await asyncio.gather(*(open_viewer(args.url, gate, args.open_timeout)
+    opened = await asyncio.gather(*(open_viewer(args.url, gate, args.open_timeout,
+                                                next(sources), args.client)
                                     for _ in range(args.viewers)))
     conns = [c for c in opened if c is not None]
     connect_s = time.perf_counter() - started
@@ -188,7 +359,7 @@ async def viewers_main(args: argparse.Namespace) -> None:
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
 
     def open_count() -> int:
-        return sum(1 for c in conns if c.protocol.state is State.OPEN)
+        return sum(1 for c in conns if c.is_open())
 
     while line := await reader.readline():
         command = json.loads(line)
@@ -262,6 +433,11 @@ def main() -> None:
     load.add_argument("url")
     load.add_argument("--viewers", type=int, required=True)
     load.add_argument("--concurrency", type=int, default=100)
+    load.add_argument("--client", choices=("frames", "websockets"), default="frames",
+                      help="the viewers' client (see the module's docstring)")
+    load.add_argument("--source", default="",
+                      help="comma-separated local addresses to connect from, in turn "
+                           "(default: the kernel's choice)")
     load.add_argument("--open-timeout", type=float, default=120.0)
     load.add_argument("--greet-timeout", type=float, default=60.0)
     load.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop")

@@ -19,6 +19,7 @@ import json
 import logging
 import logging.handlers
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -172,6 +173,20 @@ def reuse_port_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
+def raise_open_files_limit() -> int:
+    """The process's open-files soft limit raised to its hard limit; returns the new soft
+    limit. Every WebSocket viewer holds a descriptor: a soft limit of 1024 (a common default)
+    would cap an API process at about a thousand viewers whatever its memory."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError) as exc:
+            log.warning("could not raise the open-files limit from %d to %d: %s", soft,
+                        hard, exc)
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
 def serve(settings: Settings, host: str, port: int, *, run_workers: bool,
           log_file: Path | None = None, before_stop: Callable[[], None] | None = None,
           run_file: bool = False, reuse_port: bool = False) -> int:
@@ -197,6 +212,9 @@ def serve(settings: Settings, host: str, port: int, *, run_workers: bool,
                             timeout_graceful_shutdown=10)
     if log_file is not None:  # after uvicorn's Config, which sets up its own loggers
         log_to(log_file)
+    files = raise_open_files_limit()
+    log.info("open-files limit %s: at most about %s WebSocket viewers", files,
+             "unlimited" if files == resource.RLIM_INFINITY else max(0, files - 256))
     server = _Server(config, before_stop,
                      published.listening if published is not None else lambda _: None)
     # uvicorn raises the stopping signal again once it is down; SIGTERM then unwinds here

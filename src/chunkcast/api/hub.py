@@ -31,6 +31,8 @@ MAX_SEQ = 99_999_999  # as chunk reports
 class Viewer:
     """A viewer's outbox as a listener of the feed."""
 
+    __slots__ = ("_outbox",)
+
     def __init__(self, outbox: Outbox) -> None:
         self._outbox = outbox
 
@@ -67,6 +69,8 @@ class SignedViewer(Viewer):
     """A viewer of a private video: its messages' URLs carry its own token, so they expire
     with the link it came with (however long it stays connected)."""
 
+    __slots__ = ("_query", "_tokens")
+
     def __init__(self, outbox: Outbox, query: str, tokens: TokenFill) -> None:
         super().__init__(outbox)
         self._query = query
@@ -94,6 +98,22 @@ class Hub:
     async def endpoint(self, websocket: WebSocket, send: Send) -> None:
         """``/ws/{video_id}/{rendition}?since=SEQ``: segment-ready pushes for one rendition,
         in seq order (ARCHITECTURE §3). ``send``: the server's own, for the outbox."""
+        admitted = await self._admit(websocket, send)
+        # What follows lasts as long as the viewer watches, for every viewer: it holds the
+        # seat and the outbox, nothing of the handshake.
+        del websocket, send
+        if admitted is None:
+            return
+        seat, outbox = admitted
+        try:
+            await outbox.serve()
+        finally:
+            seat.leave()
+
+    async def _admit(self, websocket: WebSocket, send: Send
+                     ) -> tuple[Membership, Outbox] | None:
+        """The viewer's seat in its channel and its outbox, once it has been sent what it
+        missed and gets every new message; None if it was turned away or left meanwhile."""
         try:
             video_id = check_video_id(websocket.path_params["video_id"])
             rendition = check_rendition(websocket.path_params["rendition"])
@@ -101,12 +121,12 @@ class Hub:
             since = None if raw_since is None else max(-1, min(int(raw_since), MAX_SEQ))
         except (ChunkcastError, ValueError):
             await websocket.close(1008, "malformed video id, rendition or since")
-            return
+            return None
         try:
             seat = await self._feed.join(video_id, rendition)
         except NotFound:
             await websocket.close(1008, "no such video or rendition")
-            return
+            return None
         except Exception as exc:  # a channel not held here needs the catalogue
             if failed_dependency(exc) is None:
                 raise
@@ -114,11 +134,16 @@ class Hub:
                         failed_dependency(exc) or "a dependency")
             await websocket.accept()  # so the close code reaches the player, which retries
             await websocket.close(TRY_AGAIN_LATER, "unavailable just now; try again shortly")
-            return
+            return None
         try:
-            await self._serve(websocket, send, seat, since)
-        finally:
+            outbox = await self._welcome(websocket, send, seat, since)
+        except BaseException:
             seat.leave()
+            raise
+        if outbox is None:
+            seat.leave()
+            return None
+        return seat, outbox
 
     def _link(self, video_id: str, token: Token, *, required: bool) -> str | None:
         """The viewer's own token (``e=…&st=…``), which its URLs carry while the video is
@@ -134,8 +159,10 @@ class Hub:
                 raise
             return None
 
-    async def _serve(self, websocket: WebSocket, send: Send, seat: Membership,
-                     since: int | None) -> None:
+    async def _welcome(self, websocket: WebSocket, send: Send, seat: Membership,
+                       since: int | None) -> Outbox | None:
+        """Accept the viewer, send it ``init`` and what it missed; its outbox (None when the
+        viewer was closed instead)."""
         video_id = seat.channel.video_id
         token = websocket.query_params.get("e"), websocket.query_params.get("st")
         try:
@@ -145,7 +172,7 @@ class Hub:
             # browsers do not show; the close code tells expired from forbidden.
             await websocket.accept()
             await websocket.close(FORBIDDEN if exc.status == 403 else EXPIRED, exc.message)
-            return
+            return None
         info = await seat.rendition()
         if info is not None and info.codecs is None:
             # The ladder is known but no segment of this rendition is stored yet: its codecs
@@ -154,7 +181,7 @@ class Hub:
             info = await seat.rendition()
         if info is None:
             await websocket.close(1008, "no such video or rendition")
-            return
+            return None
         await websocket.accept()
         outbox = self._outboxes(websocket, send)
         viewer = Viewer(outbox) if query is None else SignedViewer(outbox, query, self._tokens)
@@ -165,4 +192,4 @@ class Hub:
                 if outbox.closed:
                     break
                 await outbox.send(viewer.own(text))
-        await outbox.serve()
+        return outbox

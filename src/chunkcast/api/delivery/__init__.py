@@ -14,7 +14,7 @@ from starlette.websockets import WebSocket
 from chunkcast.api.delivery.base import EXPIRED, FORBIDDEN, SLOW_CLIENT, Outbox
 from chunkcast.api.delivery.framed import WRITE_BUFFER_PER_MESSAGE, FramedOutbox, Frames
 from chunkcast.api.delivery.queued import QueuedOutbox
-from chunkcast.api.wire import direct_wire
+from chunkcast.api.wire import direct_wire, settle
 
 __all__ = ["EXPIRED", "FORBIDDEN", "SLOW_CLIENT", "WRITE_BUFFER_PER_MESSAGE", "FramedOutbox",
            "Frames", "Outbox", "Outboxes", "QueuedOutbox"]
@@ -31,8 +31,10 @@ class Outboxes:
         self._frames = Frames()  # shared: a message is framed once for every viewer
 
     def __call__(self, websocket: WebSocket, send: Send) -> Outbox:
-        """``send``: the server's own ASGI send for the connection."""
+        """``send``: the server's own ASGI send for the connection, which has been
+        accepted."""
         wire = None if self._portable else direct_wire(send)
         if wire is None:
             return QueuedOutbox(websocket, self._limit)
+        settle(wire)  # once accepted: what uvicorn keeps of the handshake goes
         return FramedOutbox(websocket, wire, self._limit, self._frames)

@@ -39,8 +39,9 @@ GONE = (WebSocketDisconnect, RuntimeError, OSError)  # what a closed socket rais
 
 
 class SocketOutbox:
-    """What both outboxes share: the closed flag, and :meth:`send` (the server's own send,
-    waiting for the socket)."""
+    """An outbox over the app's WebSocket (the portable one): the closed flag, and
+    :meth:`send` (waiting for the socket). The fast outbox speaks to the server's connection
+    instead and keeps nothing else (:mod:`chunkcast.api.delivery.framed`)."""
 
     def __init__(self, websocket: WebSocket) -> None:
         self._websocket = websocket
