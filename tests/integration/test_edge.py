@@ -172,23 +172,11 @@ def test_a_live_playlist_is_fetched_once_per_cache_period(
             time.sleep(0.5)
         elapsed = time.monotonic() - started
         fetched = edge.served("playlist") - before
-        # Kept by the quarter second: at most four origin fetches per second of the test, for
-        # 1,000 requests (plus the one in flight when it started, and one where nginx's
-        # whole-second clock puts an expiry and a refresh on either side of a boundary).
-        assert 1 <= fetched <= 4 * math.ceil(elapsed) + 2, (fetched, elapsed)
+        # max-age=1: about one origin fetch per second of the test, for 1,000 requests (plus
+        # the one in flight when it started, and one where nginx's whole-second clock puts an
+        # expiry and a refresh on either side of a second boundary).
+        assert 1 <= fetched <= math.ceil(elapsed) + 2, (fetched, elapsed)
         assert newest[-1] > newest[0], "the cached playlist never moved on"
-        # And what the edge serves is at most about a quarter second older than the API's.
-        origin_url = f"{edge.api.url}/play/{stream['id']}/{rendition}/index.m3u8"
-        lags: list[float] = []
-        while len(lags) < 4:
-            seen = playlist_uris(httpx.get(origin_url).text)[-1]
-            at = time.monotonic()
-            while playlist_uris(httpx.get(url).text)[-1] < seen:  # zero-padded seqs
-                time.sleep(0.02)
-            lags.append(time.monotonic() - at)
-            while playlist_uris(httpx.get(origin_url).text)[-1] == seen:
-                time.sleep(0.02)
-        assert max(lags) < 0.6, lags
         # WebSocket viewers through the edge are sent segment URLs on the edge.
         first = asyncio.run(watch(f"{edge.edge.url.replace('http', 'ws', 1)}/ws/"
                                   f"{stream['id']}/{rendition}?since=-1", until_seq=0,
@@ -296,17 +284,12 @@ def test_playlist_arguments_the_api_ignores_do_not_split_the_cache(
     first = httpx.get(f"{base}?dvr=1&x={secrets.token_hex(8)}")
     assert first.status_code == 200 and first.text.startswith("#EXTM3U")
     before = edge.served("playlist")
-    # Playlists are kept by the quarter second they are asked in: three requests within a
-    # few milliseconds cross at most one quarter, so at most one of them is a miss.
-    misses = 0
     for dvr in ("1", "true", "on"):
         again = httpx.get(f"{base}?x={secrets.token_hex(8)}&dvr={dvr}&y=&_HLS_x=1"
                           f"&e={secrets.randbelow(10**10)}")
-        assert again.status_code == 200, dvr
-        misses += again.headers["x-cache"] != "HIT"
+        assert again.status_code == 200 and again.headers["x-cache"] == "HIT", dvr
         assert again.text == first.text
-    assert misses <= 1
-    assert edge.served("playlist") - before <= 1
+    assert edge.served("playlist") == before
 
 
 def test_a_public_video_made_private_stops_playing_at_the_edge_within_seconds(
