@@ -265,12 +265,7 @@ async def report_publishers(bus: EventBus, reporter: IngestReporter,
     while True:
         report = reporter.report(here())
         if report is not None:
-            try:
-                await bus.publish(events.INGEST, report)
-            except Exception as exc:
-                outage.failed(exc)
-            else:
-                outage.ok()
+            await outage.attempt(bus.publish(events.INGEST, report))
         await asyncio.sleep(reporter.every_s)
 
 

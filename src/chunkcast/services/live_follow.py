@@ -114,10 +114,5 @@ async def _report(feed: LiveFeed, bus: EventBus, audience: Audience, metrics: Me
         metrics.set_viewers({audience.process: sum(here.values()), **audience.per_process()})
         report = audience.report(here)
         if report is not None:
-            try:
-                await bus.publish(events.AUDIENCE, report)
-            except Exception as exc:
-                outage.failed(exc)
-            else:
-                outage.ok()
+            await outage.attempt(bus.publish(events.AUDIENCE, report))
         await asyncio.sleep(audience.every_s)

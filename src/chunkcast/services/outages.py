@@ -11,6 +11,7 @@ connection is a plain ``ConnectionRefusedError`` whichever server refused it.
 import errno
 import logging
 import socket
+from collections.abc import Awaitable
 from types import TracebackType
 
 from chunkcast.domain.errors import Unavailable
@@ -135,3 +136,12 @@ class OutageLog:
         if self._down is not None:
             self._log.info("%s: %s is back", self._what, self._down)
             self._down = None
+
+    async def attempt(self, step: Awaitable[object]) -> None:
+        """Await ``step``, noting its failure (never raised) or success as above."""
+        try:
+            await step
+        except Exception as exc:
+            self.failed(exc)
+        else:
+            self.ok()
