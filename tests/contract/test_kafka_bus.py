@@ -25,7 +25,7 @@ from chunkcast.domain.events import CHUNKS, SEGMENTS
 from chunkcast.domain.ids import new_video_id
 from chunkcast.ports.bus import Delivery
 from chunkcast.testing import free_port
-from tests.servers.kafka import KafkaServer, run_kafka
+from tests.servers.kafka import KafkaServer, broker_or_skip
 from tests.servers.seaweedfs import SeaweedServer
 
 from .backends import ACK_TIMEOUT_S, KAFKA_PARTITIONS, KAFKA_SESSION_TIMEOUT_MS
@@ -71,15 +71,7 @@ def durable_kafka(seaweedfs: SeaweedServer, tmp_path: Path) -> Iterator[KafkaSer
     """A broker of this test's own, its data in a bucket of the session's SeaweedFS (Tansu's
     s3 engine): it can be restarted, and keeps everything. Skipped, saying why, only when the
     binary cannot run here."""
-    try:
-        context = run_kafka(tmp_path / "kafka", seaweedfs=seaweedfs)
-        server = context.__enter__()
-    except (RuntimeError, OSError) as exc:
-        pytest.skip(f"no Kafka-protocol broker can run here: {exc}")
-    try:
-        yield server
-    finally:
-        context.__exit__(None, None, None)
+    yield from broker_or_skip(tmp_path / "kafka", seaweedfs=seaweedfs)
 
 
 @pytest.fixture

@@ -29,6 +29,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -171,8 +172,14 @@ def _started(server: KafkaServer) -> Iterator[KafkaServer]:
 def kafka_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaServer]:
     """One broker for the session; tests keep apart by topic prefix. Skipped, saying why,
     only when the binary cannot run here."""
+    yield from broker_or_skip(tmp_path_factory.mktemp("kafka"))
+
+
+def broker_or_skip(folder: Path, **options: Any) -> Iterator[KafkaServer]:
+    """:func:`run_kafka` for a fixture: the test is skipped, saying why, only when the
+    binary cannot run here."""
     try:
-        context = run_kafka(tmp_path_factory.mktemp("kafka"))
+        context = run_kafka(folder, **options)
         server = context.__enter__()
     except (RuntimeError, OSError) as exc:
         pytest.skip(f"no Kafka-protocol broker can run here: {exc}")
