@@ -1,11 +1,18 @@
 """Fixtures shared by every suite: generated clips and a real embedded server."""
 
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from chunkcast.testing import Server, make_clip, run_server
+
+# Children the suite stops with Ctrl-C (SIGINT: a broadcaster, `make up`) inherit an ignored
+# SIGINT, and then ignore it too, when the suite itself was started with SIGINT ignored (as a
+# shell script's background job is): take it back as Python's default for the children.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session")

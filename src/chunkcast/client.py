@@ -14,7 +14,10 @@ from chunkcast.http import HttpClient, RequestFailed
 
 PIECE = 1 << 20
 PART_ATTEMPTS = 4
-PROVE_TIMEOUT_S, PROVE_ATTEMPTS = 5.0, 2
+# The first request, the run's challenge, is answered by a middleware before any handler
+# (milliseconds, even on a busy server): a server that has not answered it within two
+# seconds, twice, is not there, and the user is told so within seconds rather than ten.
+PROVE_TIMEOUT_S, PROVE_ATTEMPTS = 2.0, 2
 
 ApiError = RequestFailed  # the server refused; ``message`` says why
 
@@ -52,7 +55,8 @@ def find_server(data_dir: Path, data_token: str | None, *, server: str | None = 
     from ``data_dir`` (its run file, see :mod:`chunkcast.runfile`). ``token`` (given on the
     command line or in the environment) goes wherever the user points; ``data_token``, the
     data dir's, only to the server that wrote the run file, once it has proved it is that
-    server. Either way the server must answer a first request within seconds. Raises
+    server. Either way the server must answer a first request within seconds
+    (:data:`PROVE_TIMEOUT_S`, :data:`PROVE_ATTEMPTS`). Raises
     :class:`NoServer` or :class:`NotTheServer`."""
     run = runfile.read(data_dir)
     if server is None:
@@ -75,7 +79,7 @@ def find_server(data_dir: Path, data_token: str | None, *, server: str | None = 
 def proves(url: str, run: runfile.RunFile | None, *, hint: str) -> bool:
     """Whether the server at ``url`` holds ``run``'s key: it answers a fresh challenge with
     the run's proof (without a run, it answers at all). Only the challenge is sent. Raises
-    :class:`NoServer` if nothing answers within seconds."""
+    :class:`NoServer` if nothing answers in time."""
     challenge = new_secret(24)
     with HttpClient(url, timeout=PROVE_TIMEOUT_S, attempts=PROVE_ATTEMPTS) as http:
         try:

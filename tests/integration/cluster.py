@@ -16,7 +16,8 @@ import signal
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,6 +33,11 @@ from tests.servers.redis import RedisServer, run_redis
 from tests.servers.seaweedfs import SeaweedServer, run_seaweedfs
 
 STOP_GRACE_S = 15.0
+# At the end of a cluster: a role still busy this long after SIGTERM is killed. A graceful
+# stop takes about a second; one that takes longer is stuck (a handler blocked on a server a
+# fault took away), and nothing is checked of a cluster's end.
+TEARDOWN_GRACE_S = 5.0
+START_TIMEOUT_S = 30.0
 
 
 def platform_env(s3: SeaweedServer, bucket: str, database_url: str, bus_url: str,
@@ -81,6 +87,39 @@ def run_role(argv: list[str], data_dir: Path, env: dict[str, str], *,
             proc.wait()
 
 
+def stop_together(procs: Iterable[subprocess.Popen[bytes]]) -> None:
+    """SIGTERM to every one still running at once, then each waited for (its process group
+    killed after :data:`TEARDOWN_GRACE_S`): the processes stop in the time of the slowest,
+    not in the sum of their times. Their own ``run_role``/``run_chunkcast`` exits then find
+    them stopped."""
+    running = [proc for proc in procs if proc.poll() is None]
+    for proc in running:
+        proc.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + TEARDOWN_GRACE_S
+    for proc in running:
+        try:
+            proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def wait_healthy(url: str, proc: subprocess.Popen[bytes], log: Path,
+                 timeout_s: float = START_TIMEOUT_S) -> None:
+    """Until ``url/healthz`` answers 200; fails with the end of ``log`` if the process
+    exits first or ``timeout_s`` passes."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{url} exited early:\n{log.read_text()[-3000:]}")
+        with contextlib.suppress(httpx.TransportError):
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{url} did not start:\n{log.read_text()[-3000:]}")
+        time.sleep(0.1)
+
+
 @dataclass
 class Cluster:
     root: Path
@@ -100,19 +139,43 @@ class Cluster:
     apis: list[Server] = field(default_factory=list)
     workers: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     stack: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
+    _procs: list[subprocess.Popen[bytes]] = field(default_factory=list, repr=False)
 
-    def start_api(self, name: str, port: int | None = None) -> Server:
-        """A new API process (on ``port``, default a free one), added to :attr:`apis`."""
-        port = port or free_port()
+    @contextlib.contextmanager
+    def running(self) -> Iterator["Cluster"]:
+        """The cluster for the block; at its end every process the cluster started is
+        stopped at once (:func:`stop_together`), then its :attr:`stack` is closed."""
+        with self.stack:
+            try:
+                yield self
+            finally:
+                stop_together(reversed(self._procs))
+
+    def _launch_api(self, name: str, port: int) -> tuple[Server, subprocess.Popen[bytes]]:
         url = f"http://127.0.0.1:{port}"
         proc = self.stack.enter_context(run_chunkcast(
             ["api", "--port", str(port)], self.root / name,
-            env={**self.env, "CHUNKCAST_PUBLIC_URL": self.public_url or url},
-            health_url=f"{url}/healthz"))
-        server = Server(url, self.root / name, self.token, proc.pid,
-                        self.root / name / "server.log")
+            env={**self.env, "CHUNKCAST_PUBLIC_URL": self.public_url or url}))
+        self._procs.append(proc)
+        return Server(url, self.root / name, self.token, proc.pid,
+                      self.root / name / "server.log"), proc
+
+    def start_api(self, name: str, port: int | None = None) -> Server:
+        """A new API process (on ``port``, default a free one), added to :attr:`apis` once
+        it answers."""
+        server, proc = self._launch_api(name, port or free_port())
+        wait_healthy(server.url, proc, server.log)
         self.apis.append(server)
         return server
+
+    def start_apis(self, *names: str) -> list[Server]:
+        """API processes started side by side (each on a free port), added to :attr:`apis`
+        once each answers."""
+        launched = [self._launch_api(name, free_port()) for name in names]
+        for server, proc in launched:
+            wait_healthy(server.url, proc, server.log)
+        self.apis.extend(server for server, _ in launched)
+        return [server for server, _ in launched]
 
     def restart_api(self, server: Server) -> Server:
         """A new process in place of ``server`` (dead), on its port and data dir."""
@@ -127,6 +190,7 @@ class Cluster:
         proc = self.stack.enter_context(run_role(
             ["worker", *groups], self.root / name, {**self.env, **self.worker_env},
             prefix=self.worker_prefix))
+        self._procs.append(proc)
         self.workers[name] = proc
         return proc
 
@@ -242,8 +306,8 @@ def fault_cluster(root: Path, **settings: str) -> Iterator[FaultCluster]:
         cluster = Cluster(root, env, env["CHUNKCAST_ADMIN_TOKEN"], redis, worker_env=worker_env,
                           worker_prefix=tuple(link.exec_argv([])),
                           public_url=f"http://127.0.0.1:{lb_port}")
-        stack.enter_context(cluster.stack)
-        apis = [cluster.start_api("api-1"), cluster.start_api("api-2")]
+        stack.enter_context(cluster.running())
+        apis = cluster.start_apis("api-1", "api-2")
         deploy(root / "nginx", [a.url.removeprefix("http://") for a in apis], apis[0].url,
                free_port(), lb_port, {"CHUNKCAST_SECRET_KEY": env["CHUNKCAST_SECRET_KEY"]})
         lb = stack.enter_context(run_nginx(root / "nginx", "lb", lb_port))

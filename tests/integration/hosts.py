@@ -17,15 +17,18 @@ import asyncio
 import contextlib
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
-
 from chunkcast.testing import Server
-from tests.integration.cluster import platform_env, run_role, upgrade_database
+from tests.integration.cluster import (
+    platform_env,
+    run_role,
+    stop_together,
+    upgrade_database,
+    wait_healthy,
+)
 from tests.servers.netns import Host, Network, network
 from tests.servers.nginx import Nginx, deploy, run_nginx
 from tests.servers.postgres import create_database, run_postgres
@@ -86,19 +89,6 @@ def _address(hex_address: str) -> str:
     return f"[{hex_address}]"
 
 
-def _wait_healthy(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while True:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{url} exited early:\n{log.read_text()[-3000:]}")
-        with contextlib.suppress(httpx.TransportError):
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                return
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{url} did not start:\n{log.read_text()[-3000:]}")
-        time.sleep(0.1)
-
-
 @contextlib.contextmanager
 def host_cluster(root: Path, **settings: str) -> Iterator[HostCluster]:
     """The deployment above with ``settings`` (``CHUNKCAST_*``) on every role. Needs root
@@ -127,10 +117,11 @@ def host_cluster(root: Path, **settings: str) -> Iterator[HostCluster]:
         workers = {name: stack.enter_context(run_role(["worker"], root / name, env,
                                                       prefix=net[name].prefix))
                    for name in WORKERS}
+        stack.callback(stop_together, [*workers.values(), *procs.values()])
         apis = {}
         for name, proc in procs.items():
             url = f"http://{net[name].address}:{API_PORT}"
-            _wait_healthy(url, proc, root / name / "server.log")
+            wait_healthy(url, proc, root / name / "server.log", START_TIMEOUT_S)
             apis[name] = Server(url, root / name, env["CHUNKCAST_ADMIN_TOKEN"], proc.pid,
                                 root / name / "server.log")
         deploy(root / "nginx", [f"{net[name].address}:{API_PORT}" for name in APIS], lb_url,

@@ -33,7 +33,7 @@ pytestmark = pytest.mark.integration
 # No 5xx; bodies as documented; a method an operation lacks gets 405 with Allow.
 CHECKS = [not_a_server_error, response_schema_conformance, unsupported_method]
 SEED = 20_260_601  # with derandomize below, every run sends the same requests
-EXAMPLES = 40  # random requests per operation and client (under a minute in all on 2 cores)
+EXAMPLES = 20  # random requests per operation and client, after the boundary values (~20 s in all)
 
 
 def _private_stream(server: Server) -> dict[str, Any]:

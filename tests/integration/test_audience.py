@@ -119,9 +119,8 @@ def two_apis(tmp_path: Path, postgres: PostgresServer, redis_server: RedisServer
              ) -> Iterator[tuple[Cluster, str]]:
     env = audience_env(tmp_path, postgres, redis_server)
     cluster = Cluster(tmp_path, env, env["CHUNKCAST_ADMIN_TOKEN"], redis_server)
-    with cluster.stack:
-        cluster.start_api("api-1")
-        cluster.start_api("api-2")
+    with cluster.running():
+        cluster.start_apis("api-1", "api-2")
         yield cluster, asyncio.run(seed_stream(env["CHUNKCAST_DATABASE_URL"]))
 
 

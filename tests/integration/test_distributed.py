@@ -31,7 +31,7 @@ from tests.integration.media_checks import check_rendition
 from tests.servers.kafka import PERSISTENT, run_kafka
 from tests.servers.postgres import PostgresServer, create_database
 from tests.servers.redis import run_redis
-from tests.servers.seaweedfs import run_seaweedfs
+from tests.servers.seaweedfs import SeaweedServer, drop_bucket, new_bucket_name
 
 pytestmark = pytest.mark.integration
 
@@ -44,9 +44,13 @@ KAFKA_OPTIONS = "?topic_prefix=dist&partitions=6&session_timeout_ms=3000"
 
 @pytest.fixture(scope="module", params=["redis", "kafka"])
 def cluster(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
-            postgres: PostgresServer) -> Iterator[Cluster]:
+            postgres: PostgresServer, seaweedfs: SeaweedServer) -> Iterator[Cluster]:
+    """The cluster on the session's PostgreSQL (a database of its own) and SeaweedFS (a
+    bucket of its own, dropped afterwards), with a bus of its own."""
     root = tmp_path_factory.mktemp("cluster")
+    bucket = new_bucket_name("dist")
     with contextlib.ExitStack() as stack:
+        stack.callback(drop_bucket, seaweedfs, bucket)
         redis = None
         if request.param == "redis":
             redis = stack.enter_context(run_redis(root / "redis"))
@@ -57,9 +61,8 @@ def cluster(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
             except (RuntimeError, OSError) as exc:
                 pytest.skip(f"no Kafka-protocol broker can run here: {exc}")
             bus_url = kafka.url + KAFKA_OPTIONS
-        s3 = stack.enter_context(run_seaweedfs(root / "s3"))
         env = platform_env(
-            s3, "chunkcast", asyncio.run(create_database(postgres)), bus_url,
+            seaweedfs, bucket, asyncio.run(create_database(postgres)), bus_url,
             CHUNKCAST_LADDER_GROUPS=GROUPS, CHUNKCAST_X264_PRESET="ultrafast",
             CHUNKCAST_ACK_TIMEOUT_SECONDS="3", CHUNKCAST_LIVE_GAP_TIMEOUT_SECONDS="10",
             # Six chunks per upload: on Kafka a chunk's worker is the owner of the partition
@@ -68,9 +71,8 @@ def cluster(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
         env["CHUNKCAST_STORAGE_URL"] += "&multipart_mb=5"
         upgrade_database(env, root)
         cluster = Cluster(root, env, env["CHUNKCAST_ADMIN_TOKEN"], redis, groups=("hi", "lo"))
-        with cluster.stack:
-            cluster.start_api("api-1")
-            cluster.start_api("api-2")
+        with cluster.running():
+            cluster.start_apis("api-1", "api-2")
             cluster.start_worker("worker-a")
             cluster.start_worker("worker-b")
             yield cluster
@@ -99,6 +101,16 @@ def _all_seqs(server: Server, stream_id: str, rendition: str) -> list[int]:
     url = ws_url(server, stream_id, rendition, since=-1)
     messages = asyncio.run(watch(url, until_status="ended", timeout_s=120))
     return seqs(messages)
+
+
+def wait_for_segment(server: Server, stream_id: str, seq: int, rendition: str = "240p",
+                     timeout_s: float = 60) -> None:
+    """Until segment ``seq`` of the live stream's ``rendition`` is in its playlist."""
+    playlist = f"{server.url}/play/{stream_id}/{rendition}/index.m3u8"
+    deadline = time.monotonic() + timeout_s
+    while f"{seq:08d}.m4s" not in (text := httpx.get(playlist, timeout=10).text):
+        assert time.monotonic() < deadline, text
+        time.sleep(0.1)
 
 
 def test_a_vod_upload_is_spread_over_both_workers(cluster: Cluster, clip480: Path) -> None:
@@ -155,7 +167,7 @@ def test_a_killed_worker_loses_no_segment(cluster: Cluster, clip480: Path) -> No
     proc = start_broadcast(api1, stream, clip480, cluster.root / "broadcast-2.log")
     try:
         wait_for_renditions(api1, stream["id"], timeout_s=60)
-        time.sleep(3)
+        wait_for_segment(api1, stream["id"], 3)  # a quarter of the way in
         victim = cluster.workers["worker-a"]
         os.killpg(victim.pid, signal.SIGKILL)  # kill -9 in the middle of the stream
         victim.wait()
@@ -176,7 +188,7 @@ def test_a_redis_restart_loses_no_event(cluster: Cluster, clip480: Path) -> None
     proc = start_broadcast(api1, stream, clip480, cluster.root / "broadcast-3.log")
     try:
         wait_for_renditions(api1, stream["id"], timeout_s=60)
-        time.sleep(2)
+        wait_for_segment(api1, stream["id"], 2)  # in the middle of the stream
         cluster.redis.restart()  # append-only file on: what was published survives
         assert proc.wait(timeout=120) == 0
     finally:

@@ -48,7 +48,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, postgres: PostgresServer,
         CHUNKCAST_SRT_PORT="0")
     upgrade_database(env, root)
     cluster = Cluster(root, env, env["CHUNKCAST_ADMIN_TOKEN"], redis_server)
-    with cluster.stack:
+    with cluster.running():
         cluster.start_api("api")
         cluster.start_worker("worker")
         yield cluster

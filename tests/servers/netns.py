@@ -24,9 +24,10 @@ import secrets
 import shutil
 import subprocess
 import threading
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 NAME = re.compile(r"^chunkcast-(\d+)-(\d+)$")
 NOBODY_MAC = "02:00:00:00:0d:ad"  # locally administered, on no interface
@@ -161,6 +162,16 @@ class Relays:
         self._thread.start()
         self._addresses: dict[int, str] = {}
         self._listening: dict[int, asyncio.Server] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        """A task on the relays' loop, referred to until it is done: a relay whose client
+        has gone is referred to by nothing else, and a pending task that is garbage
+        collected is destroyed mid-flight (its coroutine closed inside a ``finally``)."""
+        task = self._loop.create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
 
     def add(self, address: str, port: int) -> None:
         """Relay ``address:port`` to ``127.0.0.1:port``."""
@@ -170,7 +181,7 @@ class Relays:
     def _listen(self, port: int) -> None:
         async def listen() -> asyncio.Server:
             return await asyncio.start_server(
-                lambda r, w: self._serve(r, w, port), self._addresses[port], port)
+                lambda r, w: self._spawn(self._serve(r, w, port)), self._addresses[port], port)
 
         self._listening[port] = asyncio.run_coroutine_threadsafe(listen(), self._loop).result()
 
@@ -215,8 +226,8 @@ class Relays:
         except OSError:
             client_out.transport.abort()
             return
-        pipes = [asyncio.create_task(self._pipe(client_in, server_out)),
-                 asyncio.create_task(self._pipe(server_in, client_out))]
+        pipes = [self._spawn(self._pipe(client_in, server_out)),
+                 self._spawn(self._pipe(server_in, client_out))]
         try:
             await asyncio.wait(pipes, return_when=asyncio.FIRST_EXCEPTION)
         finally:
@@ -244,7 +255,7 @@ class Relays:
                 sink.write(data)
                 await sink.drain()
 
-        sender = asyncio.create_task(send())
+        sender = self._spawn(send())
         try:
             while data := await source.read(65536):
                 queue.put_nowait((loop.time() + self.delay_s, data))
