@@ -1,6 +1,9 @@
 """Which errors mean a dependency is unreachable (a 503 and a cached playlist), which do not
-(a bug or bad input), and the bounds of the playlists kept for those moments."""
+(a bug or bad input), the bounds of the playlists kept for those moments, and retry loops
+that end when cancelled."""
 
+import asyncio
+import logging
 from typing import Any
 
 import pytest
@@ -10,7 +13,7 @@ from botocore.exceptions import ClientError, EndpointConnectionError, ReadTimeou
 
 from chunkcast.adapters.db.repository import SqlVideoRepository, make_engine
 from chunkcast.domain.errors import NotFound, Unavailable
-from chunkcast.services.outages import failed_dependency, outage_message
+from chunkcast.services.outages import OutageLog, failed_dependency, outage_message
 from chunkcast.services.playback import LastGood, Playlist
 from chunkcast.testing import free_port
 
@@ -95,3 +98,43 @@ def test_last_good_playlists_are_bounded() -> None:
     assert len(kept) == 8
     kept.forget("v9")
     assert kept.get(("v9", "", False, None, None)) is None and len(kept) == 7
+
+
+@pytest.mark.parametrize("outcome", ["returns", "fails"])
+async def test_a_loop_ends_when_cancelled_even_if_a_driver_lost_the_cancellation(
+    outcome: str,
+) -> None:
+    """redis-py can lose a cancellation that arrives while a command is in flight: the
+    command returns (or fails) as usual. A loop that notes each round in an OutageLog still
+    ends, whether that round then succeeded or failed, and is not retried."""
+    outage = OutageLog(logging.getLogger("test"), "a loop")
+    in_flight = asyncio.Event()
+    rounds = 0
+
+    async def command() -> None:
+        in_flight.set()
+        if rounds > 1:
+            await asyncio.sleep(30)  # a later round (the loop went on) loses nothing
+            return
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:  # lost, as the driver does
+            if outcome == "fails":
+                raise ConnectionError("connection closed") from None
+
+    async def loop() -> None:
+        nonlocal rounds
+        while True:
+            rounds += 1
+            await outage.attempt(command())
+            await asyncio.sleep(0.01)
+
+    task = asyncio.create_task(loop())
+    await in_flight.wait()
+    task.cancel()
+    done, _ = await asyncio.wait([task], timeout=2)
+    if not done:  # the loop went on: stop it for good before failing
+        task.cancel()
+        await asyncio.wait([task])
+    assert done and task.cancelled()
+    assert rounds == 1

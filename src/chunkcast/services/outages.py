@@ -8,6 +8,7 @@ read from the driver's package, or else from the adapter the error came through:
 connection is a plain ``ConnectionRefusedError`` whichever server refused it.
 """
 
+import asyncio
 import errno
 import logging
 import socket
@@ -113,10 +114,23 @@ def outage_message(dependency: str) -> str:
     return MESSAGES.get(dependency, MESSAGES[""])
 
 
+def reraise_cancellation() -> None:
+    """Raise ``CancelledError`` if the current task is being cancelled.
+
+    For loops that retry on ``except Exception``: a driver can turn a cancellation that
+    arrives mid-command into an error of its own (redis-py does, now and then, under load),
+    and a loop that retried it would never end; whoever cancelled it (a stop, a task group)
+    would wait for it forever."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 class OutageLog:
     """For a loop that runs every second or so (a watchdog, a sweep, a follower): an outage
     is logged once when it starts, without a traceback, and once when it ends; any other
-    error is logged each time, with its traceback."""
+    error is logged each time, with its traceback. Each round's :meth:`ok` or
+    :meth:`failed` is also where a cancelled loop ends (:func:`reraise_cancellation`)."""
 
     def __init__(self, log: logging.Logger, what: str) -> None:
         self._log = log
@@ -124,6 +138,9 @@ class OutageLog:
         self._down: str | None = None
 
     def failed(self, exc: BaseException) -> None:
+        """Note ``exc``; raises ``CancelledError`` instead if the task is being cancelled
+        (:func:`reraise_cancellation`): a retry loop must not outlive its cancellation."""
+        reraise_cancellation()
         dependency = failed_dependency(exc)
         if dependency is None:
             self._log.error("%s failed", self._what, exc_info=exc)
@@ -133,6 +150,8 @@ class OutageLog:
                               self._down, type(exc).__name__, exc)
 
     def ok(self) -> None:
+        """Note a success (raises ``CancelledError`` instead, like :meth:`failed`)."""
+        reraise_cancellation()
         if self._down is not None:
             self._log.info("%s: %s is back", self._what, self._down)
             self._down = None

@@ -13,6 +13,7 @@ from chunkcast.domain.clock import utc_now
 from chunkcast.metrics import Metrics
 from chunkcast.ports.bus import EventBus
 from chunkcast.ports.repository import PendingEvent, VideoRepository
+from chunkcast.services.outages import reraise_cancellation
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +85,7 @@ class OutboxRelay:
             try:
                 published = await self.relay()
             except Exception as exc:  # any dependency error: the events wait, in order
+                reraise_cancellation()
                 if not self._failing:
                     log.warning("outbox relay: cannot publish now, retrying: %s", exc)
                 self._failing = True

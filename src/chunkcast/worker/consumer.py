@@ -27,7 +27,13 @@ from chunkcast.domain.errors import MediaError
 from chunkcast.domain.events import ChunkUploaded, Event
 from chunkcast.metrics import Metrics
 from chunkcast.ports.bus import Delivery, EventBus
-from chunkcast.services.outages import BUS, CATALOGUE, STORAGE, failed_dependency
+from chunkcast.services.outages import (
+    BUS,
+    CATALOGUE,
+    STORAGE,
+    failed_dependency,
+    reraise_cancellation,
+)
 
 log = logging.getLogger(__name__)
 
@@ -155,6 +161,7 @@ class Consumer:
             try:
                 deliveries = await self._bus.read(self._topic, self._group, consumer,
                                                   block_s=self._read_block)
+                reraise_cancellation()  # a bus client may have lost it (read: not acked)
             except Exception as exc:
                 # The bus is unreachable (a restart, a network blip), or lost the group
                 # (a Redis restarted without its data): wait and read again. Events in
@@ -246,6 +253,7 @@ class Consumer:
 
     def _failed(self, operation: str, exc: Exception, retry_in: float,
                 event: Event | None = None) -> None:
+        reraise_cancellation()  # a cancelled consumer retries nothing
         self._metrics.retries.labels(operation).inc()
         log.warning("%s/%s: %s failed%s (%s: %s); again in %.1f s", self._topic, self._group,
                     operation, f" on {event}" if event else "", type(exc).__name__, exc,
@@ -264,10 +272,15 @@ class Consumer:
             while True:
                 await asyncio.sleep(self._keep_every)
                 try:
-                    if not await self._bus.keep(delivery):
+                    kept = await self._bus.keep(delivery)
+                    reraise_cancellation()  # a bus client may have lost it
+                    if not kept:
                         log.warning("%s/%s: %s was handed to another consumer", self._topic,
                                     self._group, delivery.event)
                 except Exception as exc:
+                    # Cancelled when the block ends: that must end this loop, or the
+                    # block's end would wait for it forever.
+                    reraise_cancellation()
                     log.warning("%s/%s: could not renew %s (%s: %s)", self._topic,
                                 self._group, delivery.event, type(exc).__name__, exc)
 
