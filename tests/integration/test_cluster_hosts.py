@@ -50,8 +50,8 @@ AFTER_CUT = 5  # segments every viewer gets after the cut before the stream ends
 PROBES = 12  # new requests through the balancer once the viewers are back
 FAIL_TIMEOUT_S = 5.0  # lb.conf: a host that failed is left alone this long
 # The edge's own upstream of API processes (its privacy check before each object, its
-# playlists) has nginx's default 60 s connect timeout (edge.conf sets none): the first
-# segment asked of it after the cut waits until connecting to the cut host fails (22-37 s).
+# playlists) gives up on the cut host within seconds (2 s to connect; 3 s for an answer to
+# the privacy check, 5 s for a playlist, on a kept-alive connection), then asks the other.
 EDGE_WAIT_S = 10.0
 FINAL = frozenset({"ended", "ready", "failed"})
 

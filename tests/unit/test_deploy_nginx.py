@@ -244,7 +244,7 @@ def test_blocking_playlist_requests_outwait_the_api(tmp_path: Path) -> None:
     """A blocking request is held by the API up to BLOCK_TARGETS target durations (segments
     last at most MAX_CHUNK_SECONDS): the viewers waiting on the one request sent for them,
     that request, and the read of its answer all wait longer; plain playlist requests keep
-    the server's shorter lock, and a short read."""
+    the server's shorter lock."""
     write(plan(tmp_path))
     edge = (tmp_path / "edge.conf").read_text()
     longest_hold = BLOCK_TARGETS * MAX_CHUNK_SECONDS
@@ -258,8 +258,17 @@ def test_blocking_playlist_requests_outwait_the_api(tmp_path: Path) -> None:
     assert re.search(r"^        proxy_cache_lock on;$", server, re.MULTILINE)
     plays = block(edge, "location ~ ^/play/(?<chunkcast_video>[a-z2-7]+)/")
     assert "proxy_cache_lock" not in plays
-    # A plain playlist request: answered within FRESH_WAIT_S by a live API host, so a host
-    # that was cut off (a kept-alive connection, which the connect timeout does not cover)
-    # is given up on after a few seconds, not nginx's default 60.
-    assert FRESH_WAIT_S < seconds(plays, "proxy_read_timeout") <= 10
     assert seconds(server.replace(blocking, ""), "proxy_cache_lock_timeout") <= 10
+
+
+def test_an_api_host_that_stops_answering_is_given_up_on_within_seconds(tmp_path: Path) -> None:
+    """A host cut off sends nothing: connecting to it fails after the connect timeout, but a
+    kept-alive connection to it only fails after the read timeout (nginx's default: 60 s).
+    What a live API host answers at once (the privacy check) or within FRESH_WAIT_S (a plain
+    playlist) is given up on after a few seconds, and the next host is asked."""
+    write(plan(tmp_path))
+    edge = (tmp_path / "edge.conf").read_text()
+    assert seconds(block(edge, "server"), "proxy_connect_timeout") <= 2
+    assert seconds(block(edge, "location = /_chunkcast/public"), "proxy_read_timeout") <= 5
+    plays = block(edge, "location ~ ^/play/(?<chunkcast_video>[a-z2-7]+)/")
+    assert FRESH_WAIT_S < seconds(plays, "proxy_read_timeout") <= 10
