@@ -35,8 +35,10 @@ MSN_OFFSET = 1
 BLOCK_TARGETS = 3  # a blocking request waits at most this many target durations
 AHEAD_MSN = 2  # a blocking request further ahead than this is refused (RFC 8216bis 6.2.5.2)
 # A live playlist asked for without directives is answered at once when its newest segment
-# arrived at most this long ago, else when the next one does (see Playback.serve_media).
-FRESH_S = 0.25
+# arrived at most this long ago, else when the next one does (see Playback.serve_media): a
+# player takes that segment's end for the live edge of the moment, and plays as much
+# further behind as the segment was old, for the whole session.
+FRESH_S = 0.1
 FRESH_WAIT_S = 2.0  # ...but never waits longer than this (long segments: a slow start)
 
 
