@@ -253,7 +253,7 @@ def test_live_viewers_keep_getting_segments_while_the_catalogue_is_down(
             again = httpx.get(url, timeout=30)
             assert again.status_code == 200, again.text
             assert again.text == before.text
-            assert again.headers["cache-control"] == "public, max-age=1"
+            assert again.headers["cache-control"] == "public, max-age=1, stale-while-revalidate=1"
         # One never served before has nothing to fall back on.
         dvr = httpx.get(media + "?dvr=1", timeout=30)
         assert dvr.status_code == 503 and dvr.headers["retry-after"] == "1"

@@ -427,6 +427,43 @@ def test_the_edge_serves_what_it_has_when_the_origin_is_down(tmp_path: Path) -> 
             assert httpx.get(f"{nginx.url}/edge/healthz").status_code == 200
 
 
+def test_a_live_playlist_nobody_asked_for_lately_is_fetched_not_served_old(
+    tmp_path: Path,
+) -> None:
+    """A live playlist past its age is served stale only while the API allows it
+    (stale-while-revalidate, 1 s): asked for again later, the edge fetches the current one
+    first. Served as it was, it would start a player as far behind as it was old."""
+    edge_port = free_port()
+    env = {**LIVE_ENV, "CHUNKCAST_CDN_URL": f"http://127.0.0.1:{edge_port}",
+           "CHUNKCAST_LIVE_IDLE_TIMEOUT_SECONDS": "120"}  # live until the end of the test
+    chunks = make_chunks(tmp_path / "chunks", seconds=3, size="320x240")
+    with run_server(tmp_path / "api", env=env) as api:
+        deploy(tmp_path / "nginx", [api.url.removeprefix("http://")], api.url, edge_port,
+               free_port(), {"CHUNKCAST_DATA_DIR": str(api.data_dir)})
+        with run_nginx(tmp_path / "nginx", "edge", edge_port) as nginx:
+            stream = create_stream(api)
+            push_chunk(api, stream, 0, chunks[0].read_bytes())
+            rendition = wait_for_renditions(api, stream["id"])[0]
+            path = f"/play/{stream['id']}/{rendition}/index.m3u8"
+            deadline = time.monotonic() + 30
+            while "00000000.m4s" not in (first := httpx.get(nginx.url + path)).text:
+                assert time.monotonic() < deadline, first.status_code
+                time.sleep(0.2)
+            cached_at = time.monotonic()
+            assert "00000001.m4s" not in first.text
+            push_chunk(api, stream, 1, chunks[1].read_bytes())
+            deadline = time.monotonic() + 30
+            while "00000001.m4s" not in httpx.get(api.url + path).text:
+                assert time.monotonic() < deadline
+                time.sleep(0.2)
+            # Past its age (1 s, in nginx's whole seconds) and the stale-while-revalidate
+            # second after it: the passing of time is what this is about.
+            time.sleep(max(0.0, cached_at + 3.5 - time.monotonic()))
+            again = httpx.get(nginx.url + path)
+            assert again.status_code == 200
+            assert "00000001.m4s" in again.text, again.headers.get("x-cache")
+
+
 def test_a_bucket_can_be_the_origin_of_objects(tmp_path: Path, clips: Path) -> None:
     """``--origin http://HOST/BUCKET``: objects read path-style from a bucket that lets the
     edge read (here nginx serving the store's files at /chunkcast/); signed links of private

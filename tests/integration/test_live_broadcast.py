@@ -61,7 +61,7 @@ def test_a_broadcast_reaches_every_viewer_in_order_and_replays_after_the_end(
         while live.status_code == 404:  # the ladder is known before its first segment
             time.sleep(0.1)
             live = httpx.get(f"{live_server.url}/play/{stream['id']}/240p/index.m3u8")
-        assert live.headers["cache-control"] == "public, max-age=1"
+        assert live.headers["cache-control"] == "public, max-age=1, stale-while-revalidate=1"
         assert "#EXT-X-ENDLIST" not in live.text and "#EXT-X-PROGRAM-DATE-TIME" in live.text
         received = asyncio.run(_viewers(live_server, stream["id"], renditions))
         assert proc.wait(timeout=60) == 0

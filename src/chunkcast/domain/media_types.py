@@ -1,8 +1,11 @@
 """Content types and cache policy by object key: segments never change, playlists do."""
 
 IMMUTABLE = "public, max-age=31536000, immutable"
-PLAYLIST_VOD = "public, max-age=60"
-PLAYLIST_LIVE = "public, max-age=1"
+# A cache may serve a playlist a little past its age while it fetches the next one
+# (stale-while-revalidate), never longer: a live playlist kept idle for minutes would start
+# a player minutes behind.
+PLAYLIST_VOD = "public, max-age=60, stale-while-revalidate=60"
+PLAYLIST_LIVE = "public, max-age=1, stale-while-revalidate=1"
 PLAYLIST_BLOCKING = "public, max-age=6"  # the answer to a blocking LL-HLS request
 PRIVATE = "private, no-store"
 
