@@ -389,8 +389,21 @@ def test_an_edge_started_by_a_plain_user_caches(edge: Edge, tmp_path: Path) -> N
         cached_twice(nginx, path)
 
 
-def test_the_edge_serves_what_it_has_when_the_origin_is_down(tmp_path: Path) -> None:
-    """Stale entries are served when the origin errors, cached objects need no origin."""
+@dataclass
+class LiveEdge:
+    """A live stream of an embedded API behind an edge of its own."""
+
+    api: Server
+    nginx: Nginx
+    stream: dict[str, Any]
+    chunks: list[Path]  # three 1 s chunks to push
+
+    def push(self, seq: int) -> None:
+        push_chunk(self.api, self.stream, seq, self.chunks[seq].read_bytes())
+
+
+@contextlib.contextmanager
+def live_behind_an_edge(tmp_path: Path) -> Iterator[LiveEdge]:
     edge_port = free_port()
     env = {**LIVE_ENV, "CHUNKCAST_CDN_URL": f"http://127.0.0.1:{edge_port}",
            "CHUNKCAST_LIVE_IDLE_TIMEOUT_SECONDS": "120"}  # live until the end of the test
@@ -399,32 +412,43 @@ def test_the_edge_serves_what_it_has_when_the_origin_is_down(tmp_path: Path) -> 
         deploy(tmp_path / "nginx", [api.url.removeprefix("http://")], api.url, edge_port,
                free_port(), {"CHUNKCAST_DATA_DIR": str(api.data_dir)})
         with run_nginx(tmp_path / "nginx", "edge", edge_port) as nginx:
-            stream = create_stream(api)
-            for seq in (0, 1):
-                push_chunk(api, stream, seq, chunks[seq].read_bytes())
-            rendition = wait_for_renditions(api, stream["id"])[0]
-            playlist = f"{nginx.url}/play/{stream['id']}/{rendition}/index.m3u8"
-            deadline = time.monotonic() + 30
-            while "00000001.m4s" not in (text := httpx.get(playlist).text):
-                assert time.monotonic() < deadline, text
-                time.sleep(0.2)
-            segment = playlist_uris(text)[-1]
-            assert httpx.get(segment).status_code == 200
-            fetched = time.monotonic()
-            os.kill(api.pid, signal.SIGKILL)  # the origin is gone
-            # The live playlist (max-age=1, whole seconds) turns stale, and is served so.
-            deadline = time.monotonic() + 10
-            while (stale := httpx.get(playlist)).headers.get("x-cache") != "STALE":
-                assert time.monotonic() < deadline, stale.headers
-                time.sleep(0.1)
-            assert stale.status_code == 200 and stale.text == text
-            # The segment too, for longer than the edge trusts the API's word that its video
-            # is public (2 s): while the API is down, its last answer stands.
-            while time.monotonic() - fetched < 3:
-                cached = httpx.get(segment)
-                assert cached.status_code == 200 and cached.headers["x-cache"] == "HIT"
-                time.sleep(0.2)
-            assert httpx.get(f"{nginx.url}/edge/healthz").status_code == 200
+            yield LiveEdge(api, nginx, create_stream(api), chunks)
+
+
+def listing(url: str, segment: str, timeout_s: float = 30) -> httpx.Response:
+    """The playlist at ``url`` once it lists ``segment`` (a file name)."""
+    deadline = time.monotonic() + timeout_s
+    while segment not in (answer := httpx.get(url)).text:
+        assert time.monotonic() < deadline, (answer.status_code, answer.text)
+        time.sleep(0.2)
+    return answer
+
+
+def test_the_edge_serves_what_it_has_when_the_origin_is_down(tmp_path: Path) -> None:
+    """Stale entries are served when the origin errors, cached objects need no origin."""
+    with live_behind_an_edge(tmp_path) as live:
+        for seq in (0, 1):
+            live.push(seq)
+        rendition = wait_for_renditions(live.api, live.stream["id"])[0]
+        playlist = f"{live.nginx.url}/play/{live.stream['id']}/{rendition}/index.m3u8"
+        text = listing(playlist, "00000001.m4s").text
+        segment = playlist_uris(text)[-1]
+        assert httpx.get(segment).status_code == 200
+        fetched = time.monotonic()
+        os.kill(live.api.pid, signal.SIGKILL)  # the origin is gone
+        # The live playlist (max-age=1, whole seconds) turns stale, and is served so.
+        deadline = time.monotonic() + 10
+        while (stale := httpx.get(playlist)).headers.get("x-cache") != "STALE":
+            assert time.monotonic() < deadline, stale.headers
+            time.sleep(0.1)
+        assert stale.status_code == 200 and stale.text == text
+        # The segment too, for longer than the edge trusts the API's word that its video
+        # is public (2 s): while the API is down, its last answer stands.
+        while time.monotonic() - fetched < 3:
+            cached = httpx.get(segment)
+            assert cached.status_code == 200 and cached.headers["x-cache"] == "HIT"
+            time.sleep(0.2)
+        assert httpx.get(f"{live.nginx.url}/edge/healthz").status_code == 200
 
 
 def test_a_live_playlist_nobody_asked_for_lately_is_fetched_not_served_old(
@@ -433,35 +457,21 @@ def test_a_live_playlist_nobody_asked_for_lately_is_fetched_not_served_old(
     """A live playlist past its age is served stale only while the API allows it
     (stale-while-revalidate, 1 s): asked for again later, the edge fetches the current one
     first. Served as it was, it would start a player as far behind as it was old."""
-    edge_port = free_port()
-    env = {**LIVE_ENV, "CHUNKCAST_CDN_URL": f"http://127.0.0.1:{edge_port}",
-           "CHUNKCAST_LIVE_IDLE_TIMEOUT_SECONDS": "120"}  # live until the end of the test
-    chunks = make_chunks(tmp_path / "chunks", seconds=3, size="320x240")
-    with run_server(tmp_path / "api", env=env) as api:
-        deploy(tmp_path / "nginx", [api.url.removeprefix("http://")], api.url, edge_port,
-               free_port(), {"CHUNKCAST_DATA_DIR": str(api.data_dir)})
-        with run_nginx(tmp_path / "nginx", "edge", edge_port) as nginx:
-            stream = create_stream(api)
-            push_chunk(api, stream, 0, chunks[0].read_bytes())
-            rendition = wait_for_renditions(api, stream["id"])[0]
-            path = f"/play/{stream['id']}/{rendition}/index.m3u8"
-            deadline = time.monotonic() + 30
-            while "00000000.m4s" not in (first := httpx.get(nginx.url + path)).text:
-                assert time.monotonic() < deadline, first.status_code
-                time.sleep(0.2)
-            cached_at = time.monotonic()
-            assert "00000001.m4s" not in first.text
-            push_chunk(api, stream, 1, chunks[1].read_bytes())
-            deadline = time.monotonic() + 30
-            while "00000001.m4s" not in httpx.get(api.url + path).text:
-                assert time.monotonic() < deadline
-                time.sleep(0.2)
-            # Past its age (1 s, in nginx's whole seconds) and the stale-while-revalidate
-            # second after it: the passing of time is what this is about.
-            time.sleep(max(0.0, cached_at + 3.5 - time.monotonic()))
-            again = httpx.get(nginx.url + path)
-            assert again.status_code == 200
-            assert "00000001.m4s" in again.text, again.headers.get("x-cache")
+    with live_behind_an_edge(tmp_path) as live:
+        live.push(0)
+        rendition = wait_for_renditions(live.api, live.stream["id"])[0]
+        path = f"/play/{live.stream['id']}/{rendition}/index.m3u8"
+        first = listing(live.nginx.url + path, "00000000.m4s")
+        cached_at = time.monotonic()
+        assert "00000001.m4s" not in first.text
+        live.push(1)
+        listing(live.api.url + path, "00000001.m4s")
+        # Past its age (1 s, in nginx's whole seconds) and the stale-while-revalidate second
+        # after it: the passing of time is what this is about.
+        time.sleep(max(0.0, cached_at + 3.5 - time.monotonic()))
+        again = httpx.get(live.nginx.url + path)
+        assert again.status_code == 200
+        assert "00000001.m4s" in again.text, again.headers.get("x-cache")
 
 
 def test_a_bucket_can_be_the_origin_of_objects(tmp_path: Path, clips: Path) -> None:

@@ -8,13 +8,13 @@ read from the driver's package, or else from the adapter the error came through:
 connection is a plain ``ConnectionRefusedError`` whichever server refused it.
 """
 
-import asyncio
 import errno
 import logging
 import socket
 from collections.abc import Awaitable
 from types import TracebackType
 
+from chunkcast.cancellation import reraise_cancellation
 from chunkcast.domain.errors import Unavailable
 
 CATALOGUE, STORAGE, BUS = "catalogue", "storage", "bus"
@@ -112,18 +112,6 @@ def failed_dependency(exc: BaseException) -> str | None:
 def outage_message(dependency: str) -> str:
     """What a client is told while ``dependency`` is unreachable: no host, URL or detail."""
     return MESSAGES.get(dependency, MESSAGES[""])
-
-
-def reraise_cancellation() -> None:
-    """Raise ``CancelledError`` if the current task is being cancelled.
-
-    For loops that retry on ``except Exception``: a driver can turn a cancellation that
-    arrives mid-command into an error of its own (redis-py does, now and then, under load),
-    and a loop that retried it would never end; whoever cancelled it (a stop, a task group)
-    would wait for it forever."""
-    task = asyncio.current_task()
-    if task is not None and task.cancelling():
-        raise asyncio.CancelledError
 
 
 class OutageLog:

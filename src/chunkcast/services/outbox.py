@@ -9,11 +9,11 @@ import logging
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
+from chunkcast.cancellation import reraise_cancellation
 from chunkcast.domain.clock import utc_now
 from chunkcast.metrics import Metrics
 from chunkcast.ports.bus import EventBus
 from chunkcast.ports.repository import PendingEvent, VideoRepository
-from chunkcast.services.outages import reraise_cancellation
 
 log = logging.getLogger(__name__)
 

@@ -22,18 +22,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from chunkcast.cancellation import reraise_cancellation
 from chunkcast.domain.clock import as_utc
 from chunkcast.domain.errors import MediaError
 from chunkcast.domain.events import ChunkUploaded, Event
 from chunkcast.metrics import Metrics
 from chunkcast.ports.bus import Delivery, EventBus
-from chunkcast.services.outages import (
-    BUS,
-    CATALOGUE,
-    STORAGE,
-    failed_dependency,
-    reraise_cancellation,
-)
+from chunkcast.services.outages import BUS, CATALOGUE, STORAGE, failed_dependency
 
 log = logging.getLogger(__name__)
 

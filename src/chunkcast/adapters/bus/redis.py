@@ -33,7 +33,6 @@ Retention, so that Redis's memory follows the work in flight, not history:
 - Dead-letter streams are trimmed to about ``max_len`` entries.
 """
 
-import asyncio
 import logging
 import math
 import time
@@ -49,6 +48,7 @@ from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as NoAnswer
 from redis.typing import EncodableT, FieldT
 
+from chunkcast.cancellation import reraise_cancellation
 from chunkcast.config import Settings
 from chunkcast.domain.events import Event, decode, encode
 from chunkcast.ports.bus import DeadLetter, Delivery
@@ -336,7 +336,7 @@ class RedisBus:
     async def _follow(self, topic: str, key: str, last: str) -> AsyncIterator[Event]:
         while True:
             reply = await self._redis.xread({key: last}, count=100, block=SUBSCRIBE_BLOCK_MS)
-            _unless_cancelled()
+            reraise_cancellation()  # redis-py can lose one mid-command
             for msg_id, data in _read_entries(reply):
                 last = msg_id
                 if data is None:
@@ -357,16 +357,6 @@ class RedisBus:
         self._closed = True
         await self._pinger.aclose()
         await self._redis.aclose()
-
-
-def _unless_cancelled() -> None:
-    """redis-py can lose a cancellation that arrives while a command is in flight (under
-    load, now and then): the command returns as usual. A loop of commands that runs until
-    cancelled checks after each one, or it would run on, and whoever cancelled it (a
-    stopping server) would wait for it forever."""
-    task = asyncio.current_task()
-    if task is not None and task.cancelling():
-        raise asyncio.CancelledError
 
 
 def _text(value: object) -> str:
